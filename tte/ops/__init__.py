@@ -1,0 +1,5 @@
+"""All IR ops; importing this package registers them (see SPEC.md for the contract)."""
+from tte.ops import conv, elementwise, linear, optim, pool, reduce, shape  # noqa: F401  (registers)
+from tte.ops.registry import OpDef, all_ops, get_op, register
+
+__all__ = ["OpDef", "all_ops", "get_op", "register"]
