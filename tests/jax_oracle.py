@@ -59,7 +59,7 @@ def trainable_names(model: onnx.ModelProto, update="full") -> set[str]:
     * ``"full"``: weights and biases of Conv / Gemm / MatMul and BN gamma/beta
       (BN running mean/var are frozen statistics; Clip bounds, shapes etc. are
       constants).
-    * ``"bias"``: only the bias inputs of Conv and Gemm.
+    * ``"bias"``: only the bias inputs of Conv and Gemm and the BN shift (beta).
     * a list of names: exactly those.
     """
     inits = initializers(model)
@@ -75,7 +75,7 @@ def trainable_names(model: onnx.ModelProto, update="full") -> set[str]:
         elif n.op_type == "MatMul":
             idx = [0, 1] if update == "full" else []
         elif n.op_type == "BatchNormalization":
-            idx = [1, 2] if update == "full" else []
+            idx = [1, 2] if update == "full" else [2]
         else:
             idx = []
         names.update(ins[i] for i in idx if i < len(ins) and ins[i] in inits)
@@ -243,14 +243,16 @@ def _xent(logits, labels):
     return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=-1))
 
 
-# jitted closures are cached per model (keyed by its serialization)
+# jitted closures are cached per model (keyed by its serialization).  The
+# gradient is taken w.r.t. every float parameter (one compile per model); the
+# optimizer then only applies it to the trainable ones.
 @lru_cache(maxsize=64)
-def _compiled(model_bytes: bytes, trainable: frozenset, dtype: str = "float64"):
+def _compiled(model_bytes: bytes, dtype: str = "float64"):
     model = onnx.load_from_string(model_bytes)
     dt = jnp.dtype(dtype)
 
-    def loss(train, frozen, x, labels):
-        return _xent(_forward(model, {**frozen, **train}, x, dt), labels)
+    def loss(params, x, labels):
+        return _xent(_forward(model, params, x, dt), labels)
 
     return (jax.jit(lambda p, x: _forward(model, p, x, dt)),
             jax.jit(jax.value_and_grad(loss)))
@@ -258,7 +260,7 @@ def _compiled(model_bytes: bytes, trainable: frozenset, dtype: str = "float64"):
 
 def jax_forward(model: onnx.ModelProto, params: dict | None, x) -> np.ndarray:
     params = initializers(model) if params is None else params
-    fwd, _ = _compiled(model.SerializeToString(), frozenset())
+    fwd, _ = _compiled(model.SerializeToString())
     p = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
     return np.asarray(fwd(p, jnp.asarray(x, jnp.float64)))
 
@@ -283,25 +285,23 @@ def jax_train(model: onnx.ModelProto, params: dict | None, xs, labels, *, lr: fl
     trainable = trainable_names(model, "full") if trainable is None else set(trainable)
     missing = trainable - params.keys()
     assert not missing, f"trainable names not in params: {missing}"
-    _, vg = _compiled(model.SerializeToString(), frozenset(trainable), dtype)
-    train = {k: params[k] for k in trainable}
-    frozen = {k: v for k, v in params.items() if k not in trainable}
+    _, vg = _compiled(model.SerializeToString(), dtype)
     bufs: dict = {}
     losses = []
     for x, y in zip(xs, labels):
         x = jnp.asarray(x, dtype)
         if x.ndim == len(model.graph.input[0].type.tensor_type.shape.dim) - 1:
             x = x[None]
-        loss, grads = vg(train, frozen, x, jnp.asarray([int(y)]))
+        loss, grads = vg(params, x, jnp.asarray([int(y)]))
         losses.append(float(loss))
-        for k in train:
-            g = grads[k] + weight_decay * train[k] if weight_decay else grads[k]
+        params = dict(params)
+        for k in trainable:
+            g = grads[k] + weight_decay * params[k] if weight_decay else grads[k]
             if momentum:
                 bufs[k] = g if k not in bufs else momentum * bufs[k] + g
                 g = bufs[k]
-            train[k] = train[k] - lr * g
-    out = {**frozen, **train}
-    return losses, {k: np.asarray(v) for k, v in out.items()}
+            params[k] = params[k] - lr * g
+    return losses, {k: np.asarray(v) for k, v in params.items()}
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,16 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="tte",
+    version="0.1.0",
+    description="TTE, the tiny training engine: compile on-device training for microcontrollers",
+    python_requires=">=3.11",
+    packages=find_packages(include=["tte", "tte.*"]),
+    package_data={"tte.ops": ["SPEC.md"]},
+    install_requires=["numpy>=1.26", "onnx>=1.14"],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6", "jax>=0.4.30", "jaxlib>=0.4.30"],
+        "demo": ["scikit-learn>=1.3", "matplotlib>=3.7"],
+    },
+    entry_points={"console_scripts": ["tte=tte.cli:main"]},
+)
