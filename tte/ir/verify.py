@@ -39,7 +39,9 @@ def verify(g: Graph) -> None:
                                   f"shape rule gives {dtype.value}{list(shape)}")
             defined.add(out)
         for k in opdef.mutates:
-            target = node.inputs[k]
+            target = node.inputs[k] if k < len(node.inputs) else ""
+            if not target:
+                continue  # optional state input not given
             if not g.values[target].role.persistent:
                 raise VerifyError(f"{where}: updates non-persistent value {target} in place")
             if target in mutated_at:
