@@ -5,9 +5,9 @@ setup(
     version="0.1.0",
     description="TTE, the tiny training engine: compile on-device training for microcontrollers",
     python_requires=">=3.11",
-    packages=find_packages(include=["tte", "tte.*"]),
+    packages=find_packages(include=["tte", "tte.*", "targets", "targets.*", "codegen", "codegen.*"]),
     package_data={"tte.ops": ["SPEC.md"]},
-    install_requires=["numpy>=1.26", "onnx>=1.14"],
+    install_requires=["numpy>=1.26", "onnx>=1.14", "cffi>=1.15"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "jax>=0.4.30", "jaxlib>=0.4.30"],
         "demo": ["scikit-learn>=1.3", "matplotlib>=3.7"],

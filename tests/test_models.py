@@ -22,12 +22,16 @@ float32, which costs ~1 ulp of float32 per folded parameter, hence the
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 from onnx.reference import ReferenceEvaluator
 
 import tte
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from jax_oracle import (fold_batchnorm, initializers, jax_train, jax_train_folded,
                         trainable_names, folded_model)
 from models import MODELS, input_shape, num_classes

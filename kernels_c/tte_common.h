@@ -1,0 +1,33 @@
+/* Conventions shared by every TTE kernel.
+ *
+ * - Names: tte_<op>[_<direction>]_<type>, e.g. tte_conv2d_grad_weight_f32.
+ * - Layout: activations NCHW, conv weights OIHW, row-major, contiguous.
+ * - Shapes travel in the small structs below; kernels never allocate. A kernel that needs
+ *   scratch memory has a <name>_scratch_size() companion and takes a scratch pointer.
+ * - Kernels return void unless they can fail on data (then int: 0 = ok, TTE_E* below).
+ * - Every kernel has a portable scalar C99 path; faster paths sit behind #if on target
+ *   macros and are tested against it.
+ */
+#ifndef TTE_COMMON_H
+#define TTE_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TTE_OK 0
+#define TTE_EBADLABEL 1 /* a class label outside [0, classes) */
+
+typedef struct {
+    int32_t n, c, h, w;
+} tte_dims4;
+
+/* Geometry of a 2-D convolution or pooling window. Padding may be asymmetric. */
+typedef struct {
+    int32_t kernel_h, kernel_w;
+    int32_t stride_h, stride_w;
+    int32_t pad_top, pad_left, pad_bottom, pad_right;
+    int32_t dilation_h, dilation_w;
+    int32_t groups; /* convolution only; 1 for pooling */
+} tte_window;
+
+#endif

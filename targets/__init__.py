@@ -1,0 +1,1 @@
+"""Per-target toolchains and runners (host via cffi today)."""

@@ -1,0 +1,47 @@
+"""Compile C sources into a Python extension with cffi, cached by content hash."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from cffi import FFI
+
+KERNELS_DIR = Path(__file__).resolve().parents[2] / "kernels_c"
+STRICT_FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
+CACHE_DIR = Path(os.environ.get("TTE_BUILD_CACHE", Path.home() / ".cache" / "tte" / "cffi"))
+
+
+def build_c(cdef: str, sources: Sequence[Path], *, header: str, extra_flags: Sequence[str] = (),
+            include_dirs: Sequence[Path] = ()) -> tuple[FFI, Any]:
+    """Build (or reuse) an extension exposing `cdef` from `sources`; returns (ffi, lib).
+
+    `header` is C text placed before the declarations (normally #include lines).
+    """
+    flags = STRICT_FLAGS + list(extra_flags)
+    dirs = [str(KERNELS_DIR)] + [str(d) for d in include_dirs]
+    digest = hashlib.sha256()
+    for part in [cdef, header, " ".join(flags), " ".join(dirs)]:
+        digest.update(part.encode())
+    for src in sorted(Path(s) for s in sources):
+        digest.update(src.read_bytes())
+    for h in sorted(p for d in dirs for p in Path(d).glob("*.h")):
+        digest.update(h.read_bytes())
+    name = f"_tte_{digest.hexdigest()[:16]}"
+    out = CACHE_DIR / name
+    built = sorted(out.glob(f"{name}*.so")) if out.exists() else []
+    if not built:
+        ffi = FFI()
+        ffi.cdef(cdef)
+        ffi.set_source(name, header, sources=[str(s) for s in sources], include_dirs=dirs,
+                       extra_compile_args=flags)
+        out.mkdir(parents=True, exist_ok=True)
+        built = [Path(ffi.compile(tmpdir=str(out), verbose=False))]
+    spec = importlib.util.spec_from_file_location(name, built[0])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module.ffi, module.lib
