@@ -63,7 +63,7 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "digits_cnn.onnx")
     onnx.save(digits_cnn(), path)
-    prog = tte.compile(path, optimizer={"name": "sgd", "lr": 0.01, "momentum": 0.9})
+    prog = tte.compile(path, optimizer={"name": "sgd", "lr": 0.005, "momentum": 0.9})
     with open(os.path.join(args.out, "training_graph.txt"), "w") as f:
         f.write(str(prog.training_graph) + "\n")
     runner = prog.reference()
