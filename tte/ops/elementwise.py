@@ -112,7 +112,8 @@ _grad_op("clip_grad", lambda x, ct, min, max: np.where((x > min) & (x < max), ct
 
 
 def _sigmoid(x):
-    return 0.5 * (np.tanh(0.5 * x) + 1)  # stable for large |x|
+    e = np.exp(-np.abs(x))  # never overflows; no cancellation for negative x
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
 _unary("sigmoid", _sigmoid, _via("sigmoid_grad", "output"), "1 / (1 + exp(-x))")

@@ -35,7 +35,8 @@ def _avg_counts(x_shape, a, dtype):
         ones = np.pad(ones, ((0, 0), (0, 0), (p[0], p[2]), (p[1], p[3])), constant_values=1)
         p = [0, 0, 0, 0]
     mp = pad_for(ones, p, k, s, d, out, 0.0)
-    return windows(mp, k, s, d, out).sum(axis=(2, 3))
+    # a window lying wholly in padding averages nothing: its sum is 0, so divide by 1
+    return np.maximum(windows(mp, k, s, d, out).sum(axis=(2, 3)), 1)
 
 
 def _avg_ref(x, **a):
@@ -48,7 +49,7 @@ def _avg_grad_ref(gy, *, input_shape, **a):
     k, s, d, p, out = _geometry(input_shape[2:], a)
     share = gy / _avg_counts(input_shape, a, gy.dtype)
     cols = np.broadcast_to(share[:, :, None, None], gy.shape[:2] + k + out)
-    padded = tuple((out[i] - 1) * s[i] + k[i] for i in range(2))
+    padded = tuple((out[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 for i in range(2))
     return [col2im(cols, padded, p, tuple(input_shape[2:]), s, d).astype(gy.dtype, copy=False)]
 
 

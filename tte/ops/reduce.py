@@ -9,6 +9,8 @@ from tte.ops.registry import OpDef, register, same_as
 
 
 def _reduced_shape(shape, axes, keepdims) -> tuple[int, ...]:
+    if any(not 0 <= a < len(shape) for a in axes):
+        raise ValueError(f"reduce axes {axes} must lie in 0..{len(shape) - 1}")
     return tuple((1 if keepdims else None) if i in axes else d
                  for i, d in enumerate(shape) if keepdims or i not in axes)
 

@@ -100,6 +100,8 @@ def _index(a: dict, rank: int) -> tuple:
 
 
 def _slice_infer(ins: list[Value | None], a: dict) -> list:
+    if any(e < 0 and st > 0 for e, st in zip(a["ends"], a["steps"])):
+        raise ValueError(f"slice ends {a['ends']} must be clamped (non-negative for positive steps)")
     probe = np.empty(ins[0].shape, np.int8)[_index(a, len(ins[0].shape))]
     return [(probe.shape, ins[0].dtype)]
 
