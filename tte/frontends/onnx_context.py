@@ -8,7 +8,7 @@ it, so shape subgraphs and int64 shape tensors never reach the IR.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import onnx
@@ -23,6 +23,18 @@ IR_DTYPES = {np.dtype(np.float32): DType.f32, np.dtype(np.float16): DType.f16,
              np.dtype(np.int8): DType.i8, np.dtype(np.int32): DType.i32}
 
 
+Converter = Callable[["Ctx"], None]
+CONVERTERS: dict[str, Converter] = {}  # ONNX op type -> converter, filled by onnx_*_ops
+
+
+def converter(*op_types: str) -> Callable[[Converter], Converter]:
+    def register(fn: Converter) -> Converter:
+        for op_type in op_types:
+            CONVERTERS[op_type] = fn
+        return fn
+    return register
+
+
 class OnnxUnsupportedError(UnsupportedError):
     """UnsupportedError with a short reason ("op LpNormalization", "dtype float64")
     so callers and test reports can group rejections."""
@@ -32,17 +44,13 @@ class OnnxUnsupportedError(UnsupportedError):
         self.reason = reason
 
 
-def dtype_name(dt: np.dtype) -> str:
-    return np.dtype(dt).name
-
-
 class Ctx:
     """Everything a converter needs: the graph being built, constants, name maps."""
 
-    def __init__(self, model: onnx.ModelProto, g: Graph, opset: int) -> None:
+    def __init__(self, model: onnx.ModelProto, g: Graph, fold_batchnorm: bool) -> None:
         self.model = model
         self.g = g
-        self.opset = opset
+        self.fold_batchnorm = fold_batchnorm
         self.consts: dict[str, np.ndarray] = {}
         self.ir: dict[str, str] = {}           # ONNX run-time value -> IR value
         self.param_like: set[str] = set()       # constants that are model weights
@@ -61,8 +69,8 @@ class Ctx:
     # --- errors ---------------------------------------------------------------
     def where(self) -> str:
         node = self.node
-        if node is None:
-            return "graph"
+        if node is None:  # only graph outputs are resolved outside a node
+            return "graph output"
         if node.name:
             return f"node {node.name!r} ({node.op_type})"
         return f"node #{self.index} ({node.op_type}, first output {node.output[0]!r})"
@@ -71,9 +79,8 @@ class Ctx:
         return OnnxUnsupportedError(f"{self.where()}: {what}", reason)
 
     def bad_attr(self, attr: str, value: Any, allowed: str) -> OnnxUnsupportedError:
-        op = self.node.op_type if self.node else "?"
         return self.unsupported(f"attribute {attr}={value!r} is not supported ({allowed})",
-                                f"{op} {attr}")
+                                f"{self.node.op_type} {attr}")
 
     # --- reading the node -----------------------------------------------------
     def attrs(self) -> dict[str, Any]:
@@ -105,8 +112,19 @@ class Ctx:
         """IR value of input i; a constant input becomes a parameter."""
         return self.materialize(self.node.input[i])
 
+    def input_shape(self, i: int) -> tuple[int, ...]:
+        """Shape of input i without turning a constant into a parameter."""
+        name = self.node.input[i]
+        return self.consts[name].shape if name in self.consts else self.shape(self.ir[name])
+
     def shape(self, ir_name: str) -> tuple[int, ...]:
         return self.g.values[ir_name].shape
+
+    def axis(self, axis: int, rank: int) -> int:
+        """ONNX axis (negative counts from the end) as a non-negative index."""
+        if not -rank <= axis < max(rank, 1):
+            raise TTEError(f"{self.where()}: axis {axis} is out of range for rank {rank}")
+        return axis % max(rank, 1)
 
     # --- building the graph ---------------------------------------------------
     def tmp(self, hint: str) -> str:
@@ -125,6 +143,19 @@ class Ctx:
             self.ir[out] = name
         return name
 
+    def finish(self, ir_name: str) -> None:
+        """Give the temporary that ends a multi-node expansion the ONNX output name."""
+        self.rename(ir_name, self.out())
+        self.ir[self.out()] = self.out()
+
+    def rename(self, old: str, new: str) -> None:
+        """Rename a node output that nothing reads yet."""
+        value = self.g.values.pop(old)
+        value.name = new
+        self.g.values[new] = value
+        producer = next(n for n in reversed(self.g.nodes) if old in n.outputs)
+        producer.outputs = [new if o == old else o for o in producer.outputs]
+
     def alias(self, onnx_name: str, ir_name: str) -> None:
         self.ir[onnx_name] = ir_name
 
@@ -133,9 +164,8 @@ class Ctx:
             return self.ir[name]
         if name not in self.consts:
             raise TTEError(f"{self.where()}: value {name!r} is used before it is defined")
-        ir_name = name if name not in self.g.values else self.tmp(name)
-        self.ir[name] = self._add_param(ir_name, self.consts[name], name in self.param_like)
-        return ir_name
+        self.ir[name] = self._add_param(name, self.consts[name], name in self.param_like)
+        return name
 
     def derived(self, src: str, arr: np.ndarray) -> str:
         """A parameter computed at build time from constant `src` (a transposed or
@@ -149,9 +179,9 @@ class Ctx:
 
     def _add_param(self, name: str, arr: np.ndarray, weight: bool) -> str:
         if arr.dtype not in IR_DTYPES:
-            raise self.unsupported(f"constant {name!r} has dtype {dtype_name(arr.dtype)}; "
+            raise self.unsupported(f"constant {name!r} has dtype {arr.dtype.name}; "
                                    "run-time tensors must be float32, float16, int8 or int32",
-                                   f"dtype {dtype_name(arr.dtype)}")
+                                   f"dtype {arr.dtype.name}")
         role = Role.frozen if weight else Role.const
         return self.g.add_param(name, np.asarray(arr), role, IR_DTYPES[arr.dtype])
 
