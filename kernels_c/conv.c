@@ -1,0 +1,200 @@
+/* Portable scalar fp32 convolution kernels; see conv.h.
+ *
+ * Summation order differs from the numpy references (which use einsum/BLAS and pairwise
+ * sums), so results agree to float rounding, not bit for bit:
+ *  - forward: each output plane accumulates in y over (c, ki, kj) in that order, bias added
+ *    last (as the reference does);
+ *  - grad_input: gx accumulates over (o, ki, kj, oh, ow) in scan order (scatter);
+ *  - grad_weight: one float accumulator per weight, summed over (n, oh, ow) in order;
+ *  - channel_sum: one float accumulator per channel, sequential over (n, h, w).
+ */
+#include "conv.h"
+
+/* Indices t in [0, count) with 0 <= t*step + off < size form [*lo, *hi), possibly empty. */
+static void tap_range(int32_t off, int32_t step, int32_t size, int32_t count,
+                      int32_t *lo, int32_t *hi)
+{
+    int32_t a = off < 0 ? (-off + step - 1) / step : 0;
+    int32_t b = size - 1 - off < 0 ? 0 : (size - 1 - off) / step + 1;
+    if (b > count) b = count;
+    if (a > b) a = b;
+    *lo = a;
+    *hi = b;
+}
+
+/* PyTorch SGD on one element: g += wd*w; buf = m*buf + g; return w - lr*buf. */
+static float sgd_step(float w, float g, float *buf, float lr, float momentum_coef,
+                      float weight_decay)
+{
+    if (weight_decay != 0.0f) g += weight_decay * w;
+    if (buf) {
+        *buf = momentum_coef * *buf + g;
+        g = *buf;
+    }
+    return w - lr * g;
+}
+
+static int32_t group_count(tte_window p)
+{
+    return p.groups > 0 ? p.groups : 1;
+}
+
+void tte_conv2d_f32(const float *x, tte_dims4 xd, const float *w, const float *bias,
+                    float *y, tte_dims4 yd, tte_window p)
+{
+    const int32_t groups = group_count(p);
+    const int32_t cg = xd.c / groups, og = yd.c / groups;
+    const int32_t kh = p.kernel_h, kw = p.kernel_w;
+    const size_t xplane = (size_t)xd.h * (size_t)xd.w, yplane = (size_t)yd.h * (size_t)yd.w;
+    for (int32_t n = 0; n < yd.n; ++n) {
+        for (int32_t o = 0; o < yd.c; ++o) {
+            const int32_t c0 = (o / og) * cg;
+            float *yo = y + ((size_t)n * (size_t)yd.c + (size_t)o) * yplane;
+            for (size_t i = 0; i < yplane; ++i) yo[i] = 0.0f;
+            for (int32_t c = 0; c < cg; ++c) {
+                const float *xc = x + ((size_t)n * (size_t)xd.c + (size_t)(c0 + c)) * xplane;
+                const float *wk = w + ((size_t)o * (size_t)cg + (size_t)c) * (size_t)(kh * kw);
+                for (int32_t ki = 0; ki < kh; ++ki) {
+                    const int32_t offh = ki * p.dilation_h - p.pad_top;
+                    int32_t oh0, oh1;
+                    tap_range(offh, p.stride_h, xd.h, yd.h, &oh0, &oh1);
+                    for (int32_t kj = 0; kj < kw; ++kj) {
+                        const int32_t offw = kj * p.dilation_w - p.pad_left;
+                        const float wv = wk[ki * kw + kj];
+                        int32_t ow0, ow1;
+                        tap_range(offw, p.stride_w, xd.w, yd.w, &ow0, &ow1);
+                        for (int32_t oh = oh0; oh < oh1; ++oh) {
+                            const float *xr = xc + (size_t)(oh * p.stride_h + offh) * (size_t)xd.w;
+                            float *yr = yo + (size_t)oh * (size_t)yd.w;
+                            for (int32_t ow = ow0; ow < ow1; ++ow)
+                                yr[ow] += wv * xr[ow * p.stride_w + offw];
+                        }
+                    }
+                }
+            }
+            if (bias) {
+                const float b = bias[o];
+                for (size_t i = 0; i < yplane; ++i) yo[i] += b;
+            }
+        }
+    }
+}
+
+void tte_conv2d_grad_input_f32(const float *gy, tte_dims4 yd, const float *w,
+                               float *gx, tte_dims4 xd, tte_window p)
+{
+    const int32_t groups = group_count(p);
+    const int32_t cg = xd.c / groups, og = yd.c / groups;
+    const int32_t kh = p.kernel_h, kw = p.kernel_w;
+    const size_t xplane = (size_t)xd.h * (size_t)xd.w, yplane = (size_t)yd.h * (size_t)yd.w;
+    const size_t total = (size_t)xd.n * (size_t)xd.c * xplane;
+    for (size_t i = 0; i < total; ++i) gx[i] = 0.0f;
+    /* Scatter: every (output position, tap) adds w * gy to the input position it read. */
+    for (int32_t n = 0; n < yd.n; ++n) {
+        for (int32_t o = 0; o < yd.c; ++o) {
+            const int32_t c0 = (o / og) * cg;
+            const float *go = gy + ((size_t)n * (size_t)yd.c + (size_t)o) * yplane;
+            for (int32_t c = 0; c < cg; ++c) {
+                float *gc = gx + ((size_t)n * (size_t)xd.c + (size_t)(c0 + c)) * xplane;
+                const float *wk = w + ((size_t)o * (size_t)cg + (size_t)c) * (size_t)(kh * kw);
+                for (int32_t ki = 0; ki < kh; ++ki) {
+                    const int32_t offh = ki * p.dilation_h - p.pad_top;
+                    int32_t oh0, oh1;
+                    tap_range(offh, p.stride_h, xd.h, yd.h, &oh0, &oh1);
+                    for (int32_t kj = 0; kj < kw; ++kj) {
+                        const int32_t offw = kj * p.dilation_w - p.pad_left;
+                        const float wv = wk[ki * kw + kj];
+                        int32_t ow0, ow1;
+                        tap_range(offw, p.stride_w, xd.w, yd.w, &ow0, &ow1);
+                        for (int32_t oh = oh0; oh < oh1; ++oh) {
+                            float *gr = gc + (size_t)(oh * p.stride_h + offh) * (size_t)xd.w;
+                            const float *gyr = go + (size_t)oh * (size_t)yd.w;
+                            for (int32_t ow = ow0; ow < ow1; ++ow)
+                                gr[ow * p.stride_w + offw] += wv * gyr[ow];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Gradient of one weight element (o, c, ki, kj): sum over n, oh, ow of x * gy. */
+static float conv_weight_grad(const float *x, tte_dims4 xd, const float *gy, tte_dims4 yd,
+                              tte_window p, int32_t o, int32_t cin, int32_t ki, int32_t kj)
+{
+    const size_t xplane = (size_t)xd.h * (size_t)xd.w, yplane = (size_t)yd.h * (size_t)yd.w;
+    const int32_t offh = ki * p.dilation_h - p.pad_top, offw = kj * p.dilation_w - p.pad_left;
+    int32_t oh0, oh1, ow0, ow1;
+    float acc = 0.0f;
+    tap_range(offh, p.stride_h, xd.h, yd.h, &oh0, &oh1);
+    tap_range(offw, p.stride_w, xd.w, yd.w, &ow0, &ow1);
+    for (int32_t n = 0; n < yd.n; ++n) {
+        const float *xc = x + ((size_t)n * (size_t)xd.c + (size_t)cin) * xplane;
+        const float *go = gy + ((size_t)n * (size_t)yd.c + (size_t)o) * yplane;
+        for (int32_t oh = oh0; oh < oh1; ++oh) {
+            const float *xr = xc + (size_t)(oh * p.stride_h + offh) * (size_t)xd.w;
+            const float *gyr = go + (size_t)oh * (size_t)yd.w;
+            for (int32_t ow = ow0; ow < ow1; ++ow) acc += xr[ow * p.stride_w + offw] * gyr[ow];
+        }
+    }
+    return acc;
+}
+
+void tte_conv2d_grad_weight_f32(const float *x, tte_dims4 xd, const float *gy, tte_dims4 yd,
+                                float *gw, tte_window p)
+{
+    const int32_t groups = group_count(p);
+    const int32_t cg = xd.c / groups, og = yd.c / groups;
+    size_t i = 0;
+    for (int32_t o = 0; o < yd.c; ++o) {
+        const int32_t c0 = (o / og) * cg;
+        for (int32_t c = 0; c < cg; ++c)
+            for (int32_t ki = 0; ki < p.kernel_h; ++ki)
+                for (int32_t kj = 0; kj < p.kernel_w; ++kj)
+                    gw[i++] = conv_weight_grad(x, xd, gy, yd, p, o, c0 + c, ki, kj);
+    }
+}
+
+void tte_conv2d_grad_weight_sgd_f32(const float *x, tte_dims4 xd, const float *gy, tte_dims4 yd,
+                                    float *w, float *momentum, tte_window p, float lr,
+                                    float momentum_coef, float weight_decay)
+{
+    const int32_t groups = group_count(p);
+    const int32_t cg = xd.c / groups, og = yd.c / groups;
+    size_t i = 0;
+    for (int32_t o = 0; o < yd.c; ++o) {
+        const int32_t c0 = (o / og) * cg;
+        for (int32_t c = 0; c < cg; ++c)
+            for (int32_t ki = 0; ki < p.kernel_h; ++ki)
+                for (int32_t kj = 0; kj < p.kernel_w; ++kj, ++i) {
+                    const float g = conv_weight_grad(x, xd, gy, yd, p, o, c0 + c, ki, kj);
+                    w[i] = sgd_step(w[i], g, momentum ? momentum + i : NULL, lr, momentum_coef,
+                                    weight_decay);
+                }
+    }
+}
+
+static float channel_total(const float *gy, tte_dims4 d, int32_t c)
+{
+    const size_t plane = (size_t)d.h * (size_t)d.w;
+    float acc = 0.0f;
+    for (int32_t n = 0; n < d.n; ++n) {
+        const float *g = gy + ((size_t)n * (size_t)d.c + (size_t)c) * plane;
+        for (size_t i = 0; i < plane; ++i) acc += g[i];
+    }
+    return acc;
+}
+
+void tte_channel_sum_f32(const float *gy, tte_dims4 d, float *gb)
+{
+    for (int32_t c = 0; c < d.c; ++c) gb[c] = channel_total(gy, d, c);
+}
+
+void tte_channel_sum_sgd_f32(const float *gy, tte_dims4 d, float *b, float *momentum, float lr,
+                             float momentum_coef, float weight_decay)
+{
+    for (int32_t c = 0; c < d.c; ++c)
+        b[c] = sgd_step(b[c], channel_total(gy, d, c), momentum ? momentum + c : NULL, lr,
+                        momentum_coef, weight_decay);
+}

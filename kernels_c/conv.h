@@ -1,0 +1,41 @@
+/* 2-D convolution (NCHW activations, OIHW weights) and its gradients, fp32.
+ *
+ * Geometry comes in a tte_window: kernel, stride, asymmetric pads, dilation, groups
+ * (weights are [O, C/groups, kh, kw]; groups == C == O is depthwise). Input positions
+ * outside the input are zero padding. Output sizes are the caller's (yd); kernels never
+ * allocate and need no scratch. Outputs are overwritten, not accumulated.
+ */
+#ifndef TTE_CONV_H
+#define TTE_CONV_H
+
+#include "tte_common.h"
+
+/* y = conv(x, w) + bias; bias may be NULL. */
+void tte_conv2d_f32(const float *x, tte_dims4 xd, const float *w, const float *bias,
+                    float *y, tte_dims4 yd, tte_window p);
+
+/* gx = d(loss)/dx from gy = d(loss)/dy. */
+void tte_conv2d_grad_input_f32(const float *gy, tte_dims4 yd, const float *w,
+                               float *gx, tte_dims4 xd, tte_window p);
+
+/* gw = d(loss)/dw, shape [yd.c, xd.c/groups, kernel_h, kernel_w]. */
+void tte_conv2d_grad_weight_f32(const float *x, tte_dims4 xd, const float *gy, tte_dims4 yd,
+                                float *gw, tte_window p);
+
+/* Weight gradient fused with PyTorch SGD, without a gradient buffer: for each weight
+ * element g is computed, then g += weight_decay*w; buf = momentum_coef*buf + g;
+ * w -= lr*buf. momentum may be NULL (no momentum buffer: w -= lr*g); when given it must
+ * be zero-initialised by the caller before the first step. */
+void tte_conv2d_grad_weight_sgd_f32(const float *x, tte_dims4 xd, const float *gy, tte_dims4 yd,
+                                    float *w, float *momentum, tte_window p, float lr,
+                                    float momentum_coef, float weight_decay);
+
+/* gb[c] = sum of gy over every axis but 1 (bias gradient of conv, linear, batch-norm).
+ * A 2-D [N, M] tensor is passed as d = {N, M, 1, 1}. */
+void tte_channel_sum_f32(const float *gy, tte_dims4 d, float *gb);
+
+/* tte_channel_sum_f32 fused with SGD on the bias b (same update as above). */
+void tte_channel_sum_sgd_f32(const float *gy, tte_dims4 d, float *b, float *momentum, float lr,
+                             float momentum_coef, float weight_decay);
+
+#endif
