@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 import tte
-from tte.ir import DType, Graph, QuantParams, Role
+from tte.ir import DType, Graph, Node, QuantParams, Role, Value
 from tte.ir.verify import VerifyError, verify
+from tte.ops import get_op
 from tte.passes import eliminate_dead_nodes, schedule_updates_early
 
 
@@ -59,7 +60,8 @@ def test_verifier_rejects_wrong_recorded_shape():
 def test_verifier_rejects_read_after_in_place_update():
     prog = tte.compile(small_graph(), optimizer={"lr": 0.1})
     g = prog.training_graph
-    upd = next(i for i, n in enumerate(g.nodes) if n.op == "sgd_update" and n.inputs[0] == "fw")
+    upd = next(i for i, n in enumerate(g.nodes) if n.op == "linear_grad_weight_sgd")
+    assert g.nodes[upd].inputs[2] == "fw"
     reader = next(i for i, n in enumerate(g.nodes) if n.op == "linear_grad_input")
     assert reader < upd  # the input gradient uses the old weights
     g.nodes.insert(upd, g.nodes.pop(reader))  # now it would read the updated weights
@@ -81,20 +83,36 @@ def test_updates_follow_their_gradient_and_last_read():
     t = prog.training_graph
     schedule_updates_early(t)  # idempotent
     verify(t)
-    for i, node in enumerate(t.nodes):
-        if node.op != "sgd_update":
-            continue
-        param, grad = node.inputs[:2]
-        producer = next(j for j, n in enumerate(t.nodes) if grad in n.outputs)
+    updates = [(i, n) for i, n in enumerate(t.nodes) if get_op(n.op).mutates]
+    # weight and bias gradients are fused into their updates: no gradient buffer exists
+    assert sorted(n.op for _, n in updates) == ["channel_sum_sgd", "conv2d_grad_weight_sgd",
+                                                "linear_grad_weight_sgd"]
+    producer = t.producers()
+    for i, node in updates:
+        param = node.inputs[get_op(node.op).mutates[0]]
         readers = [j for j, n in enumerate(t.nodes) if param in n.inputs and j != i]
-        assert i == max([producer] + readers) + 1
-        assert t.values[node.inputs[2]].role is Role.state
+        ready = [producer[v] for v in node.inputs if v in producer]
+        assert i > max(readers + ready)
+        assert t.values[node.inputs[-1]].role is Role.state  # the momentum buffer
+
+
+def test_unfused_update_directly_follows_its_gradient():
+    g = small_graph()
+    c = np.ones(3, np.float32)
+    names = [g.add_param(n, c.copy()) for n in ("bn.scale", "bn.bias", "bn.mean", "bn.var")]
+    g.nodes.insert(1, Node("batch_norm", ["conv"] + names, ["bn"], {"epsilon": 1e-5}))
+    g.add_value(Value("bn", g.values["conv"].shape))
+    g.nodes[2].inputs[0] = "bn"
+    verify(g)
+    t = tte.compile(g, update=["bn.scale"], optimizer={"lr": 0.1}).training_graph
+    ops = [n.op for n in t.nodes]
+    assert ops[-2:] == ["batch_norm_grad_scale", "sgd_update"]  # no fused kernel for it
 
 
 def test_only_needed_gradients_are_computed():
     prog = tte.compile(small_graph(), update=["fw"], optimizer={"lr": 0.1})
     ops = [n.op for n in prog.training_graph.nodes]
-    assert "linear_grad_weight" in ops
+    assert "linear_grad_weight_sgd" in ops
     assert "linear_grad_input" not in ops and "conv2d_grad_weight" not in ops
     assert prog.trainable == ["fw"]
 

@@ -7,7 +7,8 @@ from tte.autodiff import append_backward
 from tte.errors import TTEError
 from tte.ir.graph import Graph
 from tte.ir.types import DType, Role, Value
-from tte.passes import eliminate_dead_nodes, run_passes, schedule_updates_early
+from tte.passes import (eliminate_dead_nodes, fuse_gradient_updates, run_passes,
+                        schedule_updates_early)
 
 LOSSES = {"cross_entropy": "softmax_cross_entropy", "mse": "mse"}
 # (op, input index) pairs that hold a bias, and pairs that are never trained
@@ -79,4 +80,4 @@ def build_training_graph(fwd: Graph, *, trainable: list[str], loss: str = "cross
                    {"lr": lr, "momentum": momentum,
                     "weight_decay": optimizer.get("weight_decay", 0.0)})
     g.outputs = [loss_value]
-    return run_passes(g, [eliminate_dead_nodes, schedule_updates_early])
+    return run_passes(g, [eliminate_dead_nodes, schedule_updates_early, fuse_gradient_updates])

@@ -2,4 +2,6 @@
 from tte.ops import conv, elementwise, linear, optim, pool, reduce, shape  # noqa: F401  (registers)
 from tte.ops.registry import OpDef, all_ops, get_op, register
 
+optim.register_fused_updates()
+
 __all__ = ["OpDef", "all_ops", "get_op", "register"]

@@ -25,7 +25,7 @@ def _reduce_to(g, ct: str, shape: tuple[int, ...]) -> str:
 
 def _binary(name: str, fn, vjp, doc: str) -> None:
     register(OpDef(name, _broadcast, lambda a, b: [fn(a, b).astype(a.dtype, copy=False)],
-                   vjp=vjp, kernel=f"tte_{name}", doc=doc))
+                   vjp=vjp, kernel=f"tte_{name}", inplace=0, doc=doc))
 
 
 def _add_vjp(g, node, gys, needs):
@@ -83,14 +83,14 @@ register(OpDef("sum_to", lambda ins, a: [(tuple(a["shape"]), ins[0].dtype)], _su
 
 def _unary(name: str, fn, vjp, doc: str, attrs: dict | None = None) -> None:
     register(OpDef(name, same_as(0), lambda x, **a: [fn(x, **a).astype(x.dtype, copy=False)],
-                   vjp=vjp, kernel=f"tte_{name}", attrs=attrs or {}, doc=doc))
+                   vjp=vjp, kernel=f"tte_{name}", attrs=attrs or {}, inplace=0, doc=doc))
 
 
 def _grad_op(name: str, fn, doc: str, attrs: dict | None = None) -> None:
     """A backward op `name(saved, ct)` whose output has the shape of ct."""
     register(OpDef(name, same_as(1),
                    lambda s, ct, **a: [fn(s, ct, **a).astype(ct.dtype, copy=False)],
-                   kernel=f"tte_{name}", attrs=attrs or {}, doc=doc))
+                   kernel=f"tte_{name}", attrs=attrs or {}, inplace=1, doc=doc))
 
 
 def _via(grad_op: str, saved: str = "input", attr_keys: tuple[str, ...] = ()):
@@ -165,10 +165,10 @@ def _channel_sum_ref(x):
 
 
 register(OpDef("batch_norm", same_as(0), _batch_norm_ref, vjp=_batch_norm_vjp,
-               kernel="tte_batch_norm", attrs={"epsilon": 1e-5},
+               kernel="tte_batch_norm", attrs={"epsilon": 1e-5}, inplace=0,
                doc="inference batch-norm (x, scale, bias, mean, var), channel axis 1"))
 register(OpDef("batch_norm_grad_input", same_as(0), _bn_grad_input_ref,
-               kernel="tte_batch_norm_grad_input", attrs={"epsilon": 1e-5},
+               kernel="tte_batch_norm_grad_input", attrs={"epsilon": 1e-5}, inplace=0,
                doc="ct * scale / sqrt(var + eps) per channel"))
 register(OpDef("batch_norm_grad_scale", same_as(2), _bn_grad_scale_ref,
                kernel="tte_batch_norm_grad_scale", attrs={"epsilon": 1e-5},

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from tte.ir.types import Value
-from tte.ops.registry import OpDef, register
+from tte.ops.registry import OpDef, get_op, register
 
 
 def _sgd_infer(ins: list[Value | None], a: dict) -> list:
@@ -26,3 +26,32 @@ def _sgd_ref(p, g, buf=None, *, lr, momentum, weight_decay):
 register(OpDef("sgd_update", _sgd_infer, _sgd_ref, kernel="tte_sgd_update",
                attrs={"lr": None, "momentum": 0.0, "weight_decay": 0.0}, mutates=(0, 2),
                doc="in-place SGD (param, grad, optional momentum buffer), PyTorch semantics"))
+
+
+# --- fused gradient + update: the gradient is applied element by element as it is computed,
+# so no gradient buffer exists (kernels tte_*_sgd_f32).
+
+SGD_ATTRS = {"lr": None, "momentum": 0.0, "weight_decay": 0.0}
+
+
+def _fused(grad_op: str, n_grad_inputs: int, doc: str) -> None:
+    grad = get_op(grad_op)
+    register(OpDef(f"{grad_op}_sgd", lambda ins, a: [], _fused_ref(grad, n_grad_inputs),
+                   kernel=f"tte_{grad_op}_sgd",
+                   attrs={**grad.attrs, **SGD_ATTRS},
+                   mutates=(n_grad_inputs, n_grad_inputs + 1), doc=doc))
+
+
+def _fused_ref(grad: OpDef, n: int):
+    def ref(*args, lr, momentum, weight_decay, **attrs):
+        g = grad.ref(*args[:n], **attrs)[0]
+        param, buf = (list(args[n:]) + [None])[:2]
+        return _sgd_ref(param, g, buf, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return ref
+
+
+def register_fused_updates() -> None:
+    """Called from tte/ops/__init__.py once the gradient ops are registered."""
+    _fused("conv2d_grad_weight", 2, "conv2d weight gradient (x, gy) applied by SGD to (w, buf)")
+    _fused("linear_grad_weight", 2, "linear weight gradient (x, gy) applied by SGD to (w, buf)")
+    _fused("channel_sum", 1, "bias gradient (gy) applied by SGD to (b, buf)")

@@ -58,10 +58,10 @@ def _softmax_op(name: str, fn, grad_fn, doc: str) -> None:
     register(OpDef(name, same_as(0), lambda x, axis: [fn(x, axis).astype(x.dtype, copy=False)],
                    vjp=lambda g, n, gys, needs: [g.emit(f"{name}_grad", [n.outputs[0], gys[0]],
                                                         {"axis": n.attrs["axis"]})],
-                   kernel=f"tte_{name}", attrs={"axis": -1}, doc=doc))
+                   kernel=f"tte_{name}", attrs={"axis": -1}, inplace=0, doc=doc))
     register(OpDef(f"{name}_grad", same_as(1),
                    lambda y, ct, axis: [grad_fn(y, ct, axis).astype(ct.dtype, copy=False)],
-                   kernel=f"tte_{name}_grad", attrs={"axis": -1},
+                   kernel=f"tte_{name}_grad", attrs={"axis": -1}, inplace=1,
                    doc=f"gradient of {name} from its output (y, ct)"))
 
 

@@ -24,6 +24,7 @@ class OpDef:
     kernel: str | None = None   # C kernel family, e.g. "tte_conv2d" -> tte_conv2d_f32
     attrs: dict[str, Any] = field(default_factory=dict)  # attribute names and defaults
     mutates: tuple[int, ...] = ()  # inputs updated in place; ref returns their new contents
+    inplace: int | None = None  # input whose buffer the output may reuse (same size, dies here)
     doc: str = ""
 
     def full_attrs(self, given: dict) -> dict:

@@ -18,7 +18,8 @@ def _reshape_infer(ins: list[Value | None], a: dict) -> list:
 register(OpDef("reshape", _reshape_infer, lambda x, shape: [x.reshape(shape)],
                vjp=lambda g, n, gys, needs: [g.emit("reshape", [gys[0]], {
                    "shape": list(g.values[n.inputs[0]].shape)})],
-               kernel="tte_copy", attrs={"shape": None}, doc="new static shape, same data"))
+               kernel="tte_copy", attrs={"shape": None}, inplace=0,
+               doc="new static shape, same data (free when planned in place)"))
 
 
 def _transpose_vjp(g, node, gys, needs):

@@ -1,0 +1,34 @@
+"""Where the bytes go: arena, parameters in SRAM and flash, per tensor."""
+from __future__ import annotations
+
+from tte.ir.graph import Graph
+from tte.ir.types import Role
+from tte.memory.planner import MemoryPlan
+
+
+def _bytes(g: Graph, *roles: Role) -> int:
+    return sum(v.nbytes for v in g.values.values() if v.role in roles)
+
+
+def memory_report(train: Graph, train_plan: MemoryPlan, forward_plan: MemoryPlan) -> dict:
+    """The arena is shared by the training step and inference, so it is the larger plan."""
+    arena = max(train_plan.arena_bytes, forward_plan.arena_bytes)
+    sram = {
+        "arena": arena,
+        "trainable_parameters": _bytes(train, Role.trainable, Role.partial),
+        "optimizer_state": _bytes(train, Role.state),
+        "inputs": _bytes(train, Role.input),
+    }
+    return {
+        "arena_bytes": arena,
+        "training_arena_bytes": train_plan.arena_bytes,
+        "training_lower_bound_bytes": train_plan.lower_bound,
+        "inference_arena_bytes": forward_plan.arena_bytes,
+        "flash_bytes": _bytes(train, Role.frozen, Role.const),
+        "sram": sram,
+        "sram_bytes": sum(sram.values()),
+        "arena_tensors": [
+            {"name": b.values[0], "shares": b.values[1:], "offset": b.offset, "bytes": b.size,
+             "first_node": b.start, "last_node": b.end}
+            for b in train_plan.buffers],
+    }

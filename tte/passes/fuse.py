@@ -1,0 +1,31 @@
+"""Fuse a weight or bias gradient with the SGD update that consumes it."""
+from __future__ import annotations
+
+from tte.ir.graph import Graph
+from tte.ops.registry import all_ops
+
+
+def fuse_gradient_updates(g: Graph) -> None:
+    """grad(x, gy) -> gw; sgd_update(w, gw, buf) becomes grad_sgd(x, gy, w, buf) at the
+    update's place, when a fused kernel exists and nothing else reads gw."""
+    fusable = {name for name in all_ops() if name.endswith("_sgd")}
+    uses = g.consumers()
+    producer = g.producers()
+    drop: set[int] = set()
+    for i, node in enumerate(g.nodes):
+        if node.op != "sgd_update":
+            continue
+        grad = node.inputs[1]
+        j = producer.get(grad)
+        if j is None or len(uses.get(grad, [])) != 1:
+            continue
+        src = g.nodes[j]
+        fused = f"{src.op}_sgd"
+        if fused not in fusable:
+            continue
+        node.op = fused
+        node.inputs = src.inputs + [node.inputs[0]] + node.inputs[2:]
+        node.attrs = {**src.attrs, **node.attrs}
+        del g.values[grad]
+        drop.add(j)
+    g.nodes = [n for k, n in enumerate(g.nodes) if k not in drop]
