@@ -37,7 +37,7 @@ def test_compile_writes_graph_and_report(lenet_path, tmp_path, capsys):
                  "--lr", "0.05", "--momentum", "0.9"]) == 0
     graph = (out_dir / "training_graph.txt").read_text()
     report = json.loads((out_dir / "report.json").read_text())
-    assert "sgd_update" in graph and "conv2d_grad_weight" not in graph
+    assert "channel_sum_sgd" in graph and "conv2d_grad_weight" not in graph
     assert report["optimizer"]["lr"] == 0.05 and report["optimizer"]["momentum"] == 0.9
     assert report["trainable"] and all("bias" in name for name in report["trainable"])
     by_name = {t["name"]: t for t in report["tensors"]}
