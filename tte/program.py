@@ -30,18 +30,34 @@ class Program:
         """Runner on the numpy interpreter; dtype=np.float64 gives a high-precision run."""
         return ReferenceRunner(self, dtype)
 
+    def build(self, target: str | None = None, *, out_dir: str | None = None,
+              sanitize: bool = False) -> "Runner":
+        """Generate C for target (default: the compile target), build it and return a runner
+        with the same interface as reference(). sanitize adds AddressSanitizer and UBSan."""
+        target = target or self.target
+        if target != "host":
+            raise TTEError(f"target {target!r} cannot be built yet; targets: host")
+        from targets.host.runner import HostRunner
+        return HostRunner(self, out_dir=out_dir, sanitize=sanitize)
+
+    def generate_c(self, out_dir: str, name: str | None = None):
+        """Write the C project (<name>.h, <name>.c) into out_dir; returns a codegen.CProject."""
+        from codegen import generate
+        return generate(self.training_graph, self.forward_graph, out_dir, loss=self.loss,
+                        name=name)
+
     def report(self) -> dict:
         from tte.report import program_report
         return program_report(self)
 
 
-class ReferenceRunner:
-    """train_step / forward / params on the reference interpreter; state persists across calls."""
+class Runner:
+    """train_step / forward / params with the user's inputs checked; state persists."""
 
-    def __init__(self, program: Program, dtype: Any = None) -> None:
+    dtype: np.dtype | None = None
+
+    def __init__(self, program: Program) -> None:
         self.program = program
-        self.dtype = None if dtype is None else np.dtype(dtype)
-        self.state = initial_state(program.training_graph, self.dtype)
 
     def _x(self, x: Any) -> np.ndarray:
         g = self.program.forward_graph
@@ -55,7 +71,7 @@ class ReferenceRunner:
                            f"(or {want[1:]} without the batch axis)")
         return arr
 
-    def _target(self, label: Any) -> tuple[str, np.ndarray]:
+    def _target(self, label: Any) -> np.ndarray:
         g = self.program.training_graph
         name = g.inputs[-1]
         want = g.values[name]
@@ -70,24 +86,49 @@ class ReferenceRunner:
             if bad.size or arr.shape != want.shape:
                 raise TTEError(f"label {label!r} is outside the class range 0..{classes - 1}"
                                if bad.size else f"expected {want.shape[0]} label(s), got {arr.size}")
-            return name, arr.astype(np.int32)
+            return arr.astype(np.int32)
         arr = np.asarray(label, dtype=np.float32)
         if arr.shape == want.shape[1:]:
             arr = arr[None]
         if arr.shape != want.shape:
             raise TTEError(f"target has shape {arr.shape}; the model output is {want.shape}")
-        return name, arr
+        return arr
 
     def train_step(self, x: Any, label: Any) -> float:
         """One optimizer step on one sample; returns the loss before the update."""
-        g = self.program.training_graph
-        tname, target = self._target(label)
-        out = run(g, {g.inputs[0]: self._x(x), tname: target}, self.state, self.dtype)
-        return float(out[g.outputs[0]])
+        return self._train(self._x(x), self._target(label))
 
     def forward(self, x: Any) -> np.ndarray:
+        """The model's output (logits) for one sample."""
+        return self._forward(self._x(x))
+
+    def params(self) -> dict[str, np.ndarray]:
+        """Every parameter, keyed by the source model's names."""
+        raise NotImplementedError
+
+    def _train(self, x: np.ndarray, target: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class ReferenceRunner(Runner):
+    """The numpy reference interpreter."""
+
+    def __init__(self, program: Program, dtype: Any = None) -> None:
+        super().__init__(program)
+        self.dtype = None if dtype is None else np.dtype(dtype)
+        self.state = initial_state(program.training_graph, self.dtype)
+
+    def _train(self, x: np.ndarray, target: np.ndarray) -> float:
+        g = self.program.training_graph
+        out = run(g, {g.inputs[0]: x, g.inputs[1]: target}, self.state, self.dtype)
+        return float(out[g.outputs[0]])
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
         g = self.program.forward_graph
-        return run(g, {g.inputs[0]: self._x(x)}, self.state, self.dtype)[g.outputs[0]]
+        return run(g, {g.inputs[0]: x}, self.state, self.dtype)[g.outputs[0]]
 
     def params(self) -> dict[str, np.ndarray]:
         g = self.program.training_graph

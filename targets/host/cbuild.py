@@ -16,7 +16,7 @@ CACHE_DIR = Path(os.environ.get("TTE_BUILD_CACHE", Path.home() / ".cache" / "tte
 
 
 def build_c(cdef: str, sources: Sequence[Path], *, header: str, extra_flags: Sequence[str] = (),
-            include_dirs: Sequence[Path] = ()) -> tuple[FFI, Any]:
+            include_dirs: Sequence[Path] = (), link_flags: Sequence[str] = ()) -> tuple[FFI, Any]:
     """Build (or reuse) an extension exposing `cdef` from `sources`; returns (ffi, lib).
 
     `header` is C text placed before the declarations (normally #include lines).
@@ -24,7 +24,7 @@ def build_c(cdef: str, sources: Sequence[Path], *, header: str, extra_flags: Seq
     flags = STRICT_FLAGS + list(extra_flags)
     dirs = [str(KERNELS_DIR)] + [str(d) for d in include_dirs]
     digest = hashlib.sha256()
-    for part in [cdef, header, " ".join(flags), " ".join(dirs)]:
+    for part in [cdef, header, " ".join(flags), " ".join(dirs), " ".join(link_flags)]:
         digest.update(part.encode())
     for src in sorted(Path(s) for s in sources):
         digest.update(src.read_bytes())
@@ -37,7 +37,7 @@ def build_c(cdef: str, sources: Sequence[Path], *, header: str, extra_flags: Seq
         ffi = FFI()
         ffi.cdef(cdef)
         ffi.set_source(name, header, sources=[str(s) for s in sources], include_dirs=dirs,
-                       extra_compile_args=flags)
+                       extra_compile_args=flags, extra_link_args=list(link_flags))
         out.mkdir(parents=True, exist_ok=True)
         built = [Path(ffi.compile(tmpdir=str(out), verbose=False))]
     spec = importlib.util.spec_from_file_location(name, built[0])

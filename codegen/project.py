@@ -1,0 +1,210 @@
+"""Emit the C project of one compiled model: <name>.h, <name>.c (code, weights, arena)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from codegen.cexpr import flt
+from codegen.ops import EMITTERS
+from tte.errors import UnsupportedError
+from tte.ir.graph import Graph
+from tte.ir.types import DType, Role
+from tte.memory import ALIGN, MemoryPlan, memory_report, plan_memory
+
+KERNEL_HEADERS = ("conv.h", "pool.h", "linear.h", "elementwise.h", "reduce.h", "loss.h",
+                  "optim.h", "shape.h")
+_STORAGE = {Role.frozen: ("static const", "w"), Role.const: ("static const", "k"),
+            Role.trainable: ("static", "t"), Role.partial: ("static", "t"),
+            Role.state: ("static", "s")}
+
+
+@dataclass
+class CProject:
+    name: str                  # C prefix: functions are tte_<name>_train_step, ...
+    directory: Path
+    header: Path
+    source: Path
+    cdef: str                  # the header's declarations, for cffi
+    trainable: list[str]       # IR names, in the order of tte_<name>_trainable_data(i)
+    memory: dict               # memory_report of the planned graphs
+
+
+def c_identifier(text: str) -> str:
+    ident = re.sub(r"\W", "_", text)
+    return ident if ident and not ident[0].isdigit() else f"m_{ident}"
+
+
+def _c_string(text: str) -> str:
+    out = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\?' else
+                  "".join(f"\\{b:03o}" for b in ch.encode()) for ch in text)
+    return f'"{out}"'
+
+
+def _array_body(arr: np.ndarray) -> str:
+    flat = arr.reshape(-1)
+    if flat.dtype == np.float32:
+        items = [flt(v) for v in flat]
+    else:
+        items = [str(int(v)) for v in flat]
+    rows = [", ".join(items[i:i + 8]) for i in range(0, len(items), 8)]
+    return "{\n    " + ",\n    ".join(rows) + "\n}" if rows else "{0}"
+
+
+class _Names:
+    """C storage of every persistent value, and pointer expressions for a planned graph."""
+
+    def __init__(self, train: Graph) -> None:
+        self.symbol: dict[str, str] = {}
+        taken: set[str] = set()
+        for name, v in train.values.items():
+            if v.role.persistent:
+                base = f"{_STORAGE[v.role][1]}_{c_identifier(name)}"
+                sym, k = base, 1
+                while sym in taken:
+                    sym, k = f"{base}_{k}", k + 1
+                taken.add(sym)
+                self.symbol[name] = sym
+
+
+class _Ctx:
+    """Ctx of codegen.ops for one graph and its memory plan."""
+
+    def __init__(self, g: Graph, plan: MemoryPlan, names: _Names, io: dict[str, str]) -> None:
+        self.g, self.plan, self.names, self.io = g, plan, names, io
+
+    def p(self, name: str) -> str:
+        if not name:
+            return "NULL"
+        if name in self.io:
+            return self.io[name]
+        if name in self.names.symbol:
+            return self.names.symbol[name]
+        return f"(arena + {self.plan.offsets[name] // 4})"
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.g.values[name].shape
+
+    def n(self, name: str) -> int:
+        return self.g.values[name].size
+
+    def same_buffer(self, a: str, b: str) -> bool:
+        return a in self.plan.offsets and self.plan.offsets.get(a) == self.plan.offsets.get(b)
+
+
+def _body(g: Graph, plan: MemoryPlan, names: _Names, io: dict[str, str]) -> list[str]:
+    ctx = _Ctx(g, plan, names, io)
+    lines = []
+    for i, node in enumerate(g.nodes):
+        emit = EMITTERS.get(node.op)
+        if emit is None:
+            raise UnsupportedError(f"the C backend has no kernel for op {node.op!r}")
+        for v in node.inputs + node.outputs:
+            if v and g.values[v].dtype not in (DType.f32, DType.i32):
+                raise UnsupportedError(f"the C backend emits f32 graphs; {v} is "
+                                       f"{g.values[v].dtype.value}")
+        lines.append(f"    /* {i}: {node.op} ({node.phase}) */")
+        lines += [f"    {line}" for line in emit(node, ctx)]
+    return lines
+
+
+def generate(train: Graph, forward: Graph, out_dir: str | Path, *, loss: str,
+             name: str | None = None) -> CProject:
+    """Write <name>.h and <name>.c into out_dir for this training graph and its forward graph."""
+    name = c_identifier(name or train.name).lower()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train_plan, fwd_plan = plan_memory(train), plan_memory(forward)
+    memory = memory_report(train, train_plan, fwd_plan)
+    names = _Names(train)
+    x, logits = forward.inputs[0], forward.outputs[0]
+    target = train.inputs[1]
+    is_xent = loss == "cross_entropy"
+    target_arg = "int32_t label" if is_xent else "const float *target"
+    trainable = train.params(Role.trainable, Role.partial)
+    prefix = f"tte_{name}"
+    macro = prefix.upper()
+
+    protos = [f"int {prefix}_train_step(const float *x, {target_arg}, float *loss);",
+              f"int {prefix}_forward(const float *x, float *logits);",
+              f"int32_t {prefix}_num_trainable(void);",
+              f"const char *{prefix}_trainable_name(int32_t i);",
+              f"float *{prefix}_trainable_data(int32_t i);",
+              f"int32_t {prefix}_trainable_size(int32_t i);"]
+    header = "\n".join([
+        f"/* {name}: training step and inference generated by TTE. Do not edit. */",
+        f"#ifndef {macro}_H", f"#define {macro}_H", "", "#include <stdint.h>", "",
+        f"#define {macro}_INPUT_SIZE {forward.values[x].size}",
+        f"#define {macro}_OUTPUT_SIZE {forward.values[logits].size}",
+        f"#define {macro}_ARENA_BYTES {memory['arena_bytes']}",
+        f"#define {macro}_NUM_TRAINABLE {len(trainable)}", "",
+        "/* One SGD step on one sample; *loss gets the loss before the update.",
+        "   Returns 0, or TTE_EBADLABEL (1) without changing anything for a bad label. */",
+        *protos, "", "#endif", ""])
+
+    src = [f"/* {name}: generated by TTE. Every shape, offset and constant is resolved. */",
+           "#include <math.h>", "#include <stddef.h>", f'#include "{name}.h"',
+           *[f'#include "{h}"' for h in KERNEL_HEADERS], "",
+           f"/* every activation of both functions, at offsets fixed by the planner "
+           f"(aligned to {ALIGN} bytes) */",
+           f"static float arena[{max(memory['arena_bytes'] // 4, 1)}];", ""]
+    for pname, v in train.values.items():
+        if not v.role.persistent:
+            continue
+        qual = _STORAGE[v.role][0]
+        ctype = "int32_t" if v.dtype == DType.i32 else "float"
+        where = {Role.frozen: "flash", Role.const: "flash"}.get(v.role, "SRAM")
+        decl = f"{qual} {ctype} {names.symbol[pname]}[{max(v.size, 1)}]"
+        if v.role is Role.state:
+            src.append(f"{decl}; /* {pname}: optimizer state, SRAM, starts at zero */")
+        else:
+            src.append(f"/* {pname}: {v.role.value} {list(v.shape)}, {where} */")
+            src.append(f"{decl} = {_array_body(train.data[pname])};")
+    src.append("")
+
+    io = {x: "x", target: "labels" if is_xent else "target"}
+    train_body = _body(train, train_plan, names, io)
+    uses_rc = any("rc = " in line for line in train_body)
+    src += [f"int {prefix}_train_step(const float *x, {target_arg}, float *loss)", "{"]
+    if is_xent:
+        src.append("    const int32_t *labels = &label;")
+    if uses_rc:
+        src.append("    int rc;")
+    src += train_body
+    src += [f"    *loss = *{_Ctx(train, train_plan, names, io).p(train.outputs[0])};",
+            "    return TTE_OK;", "}", ""]
+    fwd_ctx = _Ctx(forward, fwd_plan, names, {x: "x"})
+    src += [f"int {prefix}_forward(const float *x, float *logits)", "{"]
+    src += _body(forward, fwd_plan, names, {x: "x"})
+    src += [f"    tte_copy_f32({fwd_ctx.p(logits)}, logits, {forward.values[logits].size});",
+            "    return TTE_OK;", "}", ""]
+    src += _accessors(prefix, trainable, names, train)
+
+    header_path, source_path = out / f"{name}.h", out / f"{name}.c"
+    header_path.write_text(header)
+    source_path.write_text("\n".join(src))
+    return CProject(name, out, header_path, source_path, "\n".join(protos), trainable, memory)
+
+
+def _accessors(prefix: str, trainable: list[str], names: _Names, g: Graph) -> list[str]:
+    k = len(trainable)
+    lines = [f"int32_t {prefix}_num_trainable(void) {{ return {k}; }}", ""]
+    if not k:
+        return lines + [f"const char *{prefix}_trainable_name(int32_t i) {{ (void)i; return NULL; }}",
+                        f"float *{prefix}_trainable_data(int32_t i) {{ (void)i; return NULL; }}",
+                        f"int32_t {prefix}_trainable_size(int32_t i) {{ (void)i; return 0; }}", ""]
+    return lines + [
+        "static const char *const trainable_names[] = {"
+        + ", ".join(_c_string(t) for t in trainable) + "};",
+        "static float *const trainable_data[] = {"
+        + ", ".join(names.symbol[t] for t in trainable) + "};",
+        "static const int32_t trainable_sizes[] = {"
+        + ", ".join(str(g.values[t].size) for t in trainable) + "};",
+        f"const char *{prefix}_trainable_name(int32_t i) "
+        f"{{ return i >= 0 && i < {k} ? trainable_names[i] : NULL; }}",
+        f"float *{prefix}_trainable_data(int32_t i) "
+        f"{{ return i >= 0 && i < {k} ? trainable_data[i] : NULL; }}",
+        f"int32_t {prefix}_trainable_size(int32_t i) "
+        f"{{ return i >= 0 && i < {k} ? trainable_sizes[i] : 0; }}", ""]

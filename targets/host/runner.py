@@ -1,0 +1,61 @@
+"""Host runner: the generated C project built with cffi, behind the Runner interface."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from targets.host.cbuild import KERNELS_DIR, build_c
+from tte.errors import TTEError
+from tte.program import Program, Runner
+
+SANITIZE_FLAGS = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                  "-fno-omit-frame-pointer"]
+
+
+class HostRunner(Runner):
+    """train_step / forward / params executed by the generated C on this machine."""
+
+    def __init__(self, program: Program, *, out_dir: str | None = None,
+                 sanitize: bool = False) -> None:
+        super().__init__(program)
+        self._tmp = None if out_dir else tempfile.TemporaryDirectory(prefix="tte-host-")
+        self.project = program.generate_c(out_dir or self._tmp.name)
+        flags = SANITIZE_FLAGS if sanitize else []
+        sources = [self.project.source] + sorted(KERNELS_DIR.glob("*.c"))
+        self.ffi, self.lib = build_c(self.project.cdef, sources,
+                                     header=f'#include "{self.project.header.name}"',
+                                     include_dirs=[self.project.directory], extra_flags=flags,
+                                     link_flags=flags[1:] if sanitize else ())
+        self._fn = lambda suffix: getattr(self.lib, f"tte_{self.project.name}_{suffix}")
+
+    def _ptr(self, arr: np.ndarray, ctype: str = "float *"):
+        return self.ffi.cast(ctype, arr.ctypes.data)
+
+    def _train(self, x: np.ndarray, target: np.ndarray) -> float:
+        x = np.ascontiguousarray(x, np.float32)
+        loss = np.zeros(1, np.float32)
+        if self.program.loss == "cross_entropy":
+            rc = self._fn("train_step")(self._ptr(x), int(target[0]), self._ptr(loss))
+        else:
+            t = np.ascontiguousarray(target, np.float32)
+            rc = self._fn("train_step")(self._ptr(x), self._ptr(t), self._ptr(loss))
+        if rc != 0:
+            raise TTEError(f"the generated train_step returned error {rc} (bad label {target})")
+        return float(loss[0])
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        g = self.program.forward_graph
+        out = np.zeros(g.values[g.outputs[0]].shape, np.float32)
+        self._fn("forward")(self._ptr(np.ascontiguousarray(x, np.float32)), self._ptr(out))
+        return out
+
+    def params(self) -> dict[str, np.ndarray]:
+        g = self.program.training_graph
+        result = {name: g.data[name].copy() for name in g.params()}
+        for i, name in enumerate(self.project.trainable):
+            size = self._fn("trainable_size")(i)
+            buf = self.ffi.buffer(self._fn("trainable_data")(i), size * 4)
+            result[name] = np.frombuffer(buf, np.float32).copy().reshape(g.values[name].shape)
+        return result
