@@ -80,11 +80,9 @@ def _group_in_place(g: Graph, span: dict[str, list[int]]) -> list[Buffer]:
     return buffers
 
 
-def plan_memory(g: Graph) -> MemoryPlan:
-    """Place every activation of g in one arena; persistent values and inputs live outside."""
-    span = _lifetimes(g)
-    buffers = [b for b in _group_in_place(g, span)
-               if g.values[b.values[0]].role is Role.activation]
+def place(buffers: list[Buffer], steps: int) -> MemoryPlan:
+    """Offsets for buffers live over [start, end] of `steps` schedule slots: largest first,
+    each at the lowest offset that fits between the buffers already placed and live with it."""
     placed: list[Buffer] = []
     for buf in sorted(buffers, key=lambda b: (-b.size, b.start)):
         offset = 0
@@ -96,7 +94,7 @@ def plan_memory(g: Graph) -> MemoryPlan:
         buf.offset = offset
         placed.append(buf)
     arena = max((b.offset + b.size for b in buffers), default=0)
-    live = [0] * (len(g.nodes) + 1)
+    live = [0] * steps
     for b in buffers:
         for t in range(b.start, b.end + 1):
             live[t] += b.size
@@ -104,3 +102,11 @@ def plan_memory(g: Graph) -> MemoryPlan:
                       {v: b.offset for b in buffers for v in b.values})
     plan.check()
     return plan
+
+
+def plan_memory(g: Graph) -> MemoryPlan:
+    """Place every activation of g in one arena; persistent values and inputs live outside."""
+    span = _lifetimes(g)
+    buffers = [b for b in _group_in_place(g, span)
+               if g.values[b.values[0]].role is Role.activation]
+    return place(buffers, len(g.nodes) + 1)
