@@ -9,30 +9,7 @@
  *  - channel_sum: one float accumulator per channel, sequential over (n, h, w).
  */
 #include "conv.h"
-
-/* Indices t in [0, count) with 0 <= t*step + off < size form [*lo, *hi), possibly empty. */
-static void tap_range(int32_t off, int32_t step, int32_t size, int32_t count,
-                      int32_t *lo, int32_t *hi)
-{
-    int32_t a = off < 0 ? (-off + step - 1) / step : 0;
-    int32_t b = size - 1 - off < 0 ? 0 : (size - 1 - off) / step + 1;
-    if (b > count) b = count;
-    if (a > b) a = b;
-    *lo = a;
-    *hi = b;
-}
-
-/* PyTorch SGD on one element: g += wd*w; buf = m*buf + g; return w - lr*buf. */
-static float sgd_step(float w, float g, float *buf, float lr, float momentum_coef,
-                      float weight_decay)
-{
-    if (weight_decay != 0.0f) g += weight_decay * w;
-    if (buf) {
-        *buf = momentum_coef * *buf + g;
-        g = *buf;
-    }
-    return w - lr * g;
-}
+#include "optim.h"
 
 static int32_t group_count(tte_window p)
 {
@@ -57,12 +34,12 @@ void tte_conv2d_f32(const float *x, tte_dims4 xd, const float *w, const float *b
                 for (int32_t ki = 0; ki < kh; ++ki) {
                     const int32_t offh = ki * p.dilation_h - p.pad_top;
                     int32_t oh0, oh1;
-                    tap_range(offh, p.stride_h, xd.h, yd.h, &oh0, &oh1);
+                    tte_tap_range(offh, p.stride_h, xd.h, yd.h, &oh0, &oh1);
                     for (int32_t kj = 0; kj < kw; ++kj) {
                         const int32_t offw = kj * p.dilation_w - p.pad_left;
                         const float wv = wk[ki * kw + kj];
                         int32_t ow0, ow1;
-                        tap_range(offw, p.stride_w, xd.w, yd.w, &ow0, &ow1);
+                        tte_tap_range(offw, p.stride_w, xd.w, yd.w, &ow0, &ow1);
                         for (int32_t oh = oh0; oh < oh1; ++oh) {
                             const float *xr = xc + (size_t)(oh * p.stride_h + offh) * (size_t)xd.w;
                             float *yr = yo + (size_t)oh * (size_t)yd.w;
@@ -100,12 +77,12 @@ void tte_conv2d_grad_input_f32(const float *gy, tte_dims4 yd, const float *w,
                 for (int32_t ki = 0; ki < kh; ++ki) {
                     const int32_t offh = ki * p.dilation_h - p.pad_top;
                     int32_t oh0, oh1;
-                    tap_range(offh, p.stride_h, xd.h, yd.h, &oh0, &oh1);
+                    tte_tap_range(offh, p.stride_h, xd.h, yd.h, &oh0, &oh1);
                     for (int32_t kj = 0; kj < kw; ++kj) {
                         const int32_t offw = kj * p.dilation_w - p.pad_left;
                         const float wv = wk[ki * kw + kj];
                         int32_t ow0, ow1;
-                        tap_range(offw, p.stride_w, xd.w, yd.w, &ow0, &ow1);
+                        tte_tap_range(offw, p.stride_w, xd.w, yd.w, &ow0, &ow1);
                         for (int32_t oh = oh0; oh < oh1; ++oh) {
                             float *gr = gc + (size_t)(oh * p.stride_h + offh) * (size_t)xd.w;
                             const float *gyr = go + (size_t)oh * (size_t)yd.w;
@@ -127,8 +104,8 @@ static float conv_weight_grad(const float *x, tte_dims4 xd, const float *gy, tte
     const int32_t offh = ki * p.dilation_h - p.pad_top, offw = kj * p.dilation_w - p.pad_left;
     int32_t oh0, oh1, ow0, ow1;
     float acc = 0.0f;
-    tap_range(offh, p.stride_h, xd.h, yd.h, &oh0, &oh1);
-    tap_range(offw, p.stride_w, xd.w, yd.w, &ow0, &ow1);
+    tte_tap_range(offh, p.stride_h, xd.h, yd.h, &oh0, &oh1);
+    tte_tap_range(offw, p.stride_w, xd.w, yd.w, &ow0, &ow1);
     for (int32_t n = 0; n < yd.n; ++n) {
         const float *xc = x + ((size_t)n * (size_t)xd.c + (size_t)cin) * xplane;
         const float *go = gy + ((size_t)n * (size_t)yd.c + (size_t)o) * yplane;
@@ -169,8 +146,8 @@ void tte_conv2d_grad_weight_sgd_f32(const float *x, tte_dims4 xd, const float *g
             for (int32_t ki = 0; ki < p.kernel_h; ++ki)
                 for (int32_t kj = 0; kj < p.kernel_w; ++kj, ++i) {
                     const float g = conv_weight_grad(x, xd, gy, yd, p, o, c0 + c, ki, kj);
-                    w[i] = sgd_step(w[i], g, momentum ? momentum + i : NULL, lr, momentum_coef,
-                                    weight_decay);
+                    w[i] = tte_sgd_step_f32(w[i], g, momentum ? momentum + i : NULL, lr,
+                                            momentum_coef, weight_decay);
                 }
     }
 }
@@ -195,6 +172,6 @@ void tte_channel_sum_sgd_f32(const float *gy, tte_dims4 d, float *b, float *mome
                              float momentum_coef, float weight_decay)
 {
     for (int32_t c = 0; c < d.c; ++c)
-        b[c] = sgd_step(b[c], channel_total(gy, d, c), momentum ? momentum + c : NULL, lr,
-                        momentum_coef, weight_decay);
+        b[c] = tte_sgd_step_f32(b[c], channel_total(gy, d, c), momentum ? momentum + c : NULL,
+                                lr, momentum_coef, weight_decay);
 }

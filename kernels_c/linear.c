@@ -6,18 +6,7 @@
  * bit-identical gradients.
  */
 #include "linear.h"
-
-/* PyTorch SGD on one element: g += wd*w; buf = m*buf + g; return w - lr*buf. */
-static float sgd_step(float w, float g, float *buf, float lr, float momentum_coef,
-                      float weight_decay)
-{
-    if (weight_decay != 0.0f) g += weight_decay * w;
-    if (buf) {
-        *buf = momentum_coef * *buf + g;
-        g = *buf;
-    }
-    return w - lr * g;
-}
+#include "optim.h"
 
 void tte_linear_f32(const float *x, int32_t n, int32_t k, const float *w, const float *bias,
                     float *y, int32_t m)
@@ -71,8 +60,8 @@ void tte_linear_grad_weight_sgd_f32(const float *x, int32_t n, int32_t k, const 
             float acc = 0.0f;
             for (int32_t i = 0; i < n; ++i)
                 acc += gy[(size_t)i * (size_t)m + (size_t)j] * x[(size_t)i * (size_t)k + (size_t)p];
-            w[e] = sgd_step(w[e], acc, momentum ? momentum + e : NULL, lr, momentum_coef,
-                            weight_decay);
+            w[e] = tte_sgd_step_f32(w[e], acc, momentum ? momentum + e : NULL, lr,
+                                    momentum_coef, weight_decay);
         }
 }
 

@@ -8,18 +8,6 @@
 
 #include "pool.h"
 
-/* Indices t in [0, count) with 0 <= t*step + off < size form [*lo, *hi), possibly empty. */
-static void tap_range(int32_t off, int32_t step, int32_t size, int32_t count,
-                      int32_t *lo, int32_t *hi)
-{
-    int32_t a = off < 0 ? (-off + step - 1) / step : 0;
-    int32_t b = size - 1 - off < 0 ? 0 : (size - 1 - off) / step + 1;
-    if (b > count) b = count;
-    if (a > b) a = b;
-    *lo = a;
-    *hi = b;
-}
-
 /* Taps of one window along one axis: [lo, hi) read the input; cnt is the averaging
  * divisor along this axis. */
 typedef struct {
@@ -31,11 +19,11 @@ static axis_taps window_taps(int32_t o, int32_t stride, int32_t pad_lo, int32_t 
 {
     axis_taps t;
     const int32_t start = o * stride - pad_lo;
-    tap_range(start, dilation, size, k, &t.lo, &t.hi);
+    tte_tap_range(start, dilation, size, k, &t.lo, &t.hi);
     t.cnt = t.hi - t.lo;
     if (count_include_pad) { /* explicit pads count; a ceil-mode overhang does not */
         int32_t lo, hi;
-        tap_range(start + pad_lo, dilation, size + pad_lo + pad_hi, k, &lo, &hi);
+        tte_tap_range(start + pad_lo, dilation, size + pad_lo + pad_hi, k, &lo, &hi);
         t.cnt = hi - lo;
     }
     return t;

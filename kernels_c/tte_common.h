@@ -30,4 +30,9 @@ typedef struct {
     int32_t groups; /* convolution only; 1 for pooling */
 } tte_window;
 
+/* Taps t in [0, count) with 0 <= t*step + off < size form [*lo, *hi), possibly empty:
+ * the output positions of a window row or column that read real input (window.c). */
+void tte_tap_range(int32_t off, int32_t step, int32_t size, int32_t count, int32_t *lo,
+                   int32_t *hi);
+
 #endif
