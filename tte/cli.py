@@ -7,6 +7,7 @@ import os
 import sys
 
 from tte.errors import TTEError
+from tte.report import SORT_KEYS
 
 
 def _update_arg(text: str) -> str | list[str]:
@@ -29,20 +30,52 @@ def _cmd_show(args: argparse.Namespace) -> None:
 
 def _cmd_compile(args: argparse.Namespace) -> None:
     import tte
+    from tte.errors import UnsupportedError
+    from tte.report import REPORT_FILE, nbytes, program_report
     prog = tte.compile(args.model, update=_update_arg(args.update), loss=args.loss,
                        optimizer={"name": "sgd", "lr": args.lr, "momentum": args.momentum,
                                   "weight_decay": args.weight_decay},
                        fold_batchnorm=not args.no_fold_batchnorm)
-    os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "training_graph.txt"), "w") as f:
-        f.write(str(prog.training_graph) + "\n")
-    report = prog.report()
-    with open(os.path.join(args.output, "report.json"), "w") as f:
-        json.dump(report, f, indent=2)
-    b = report["bytes"]
+    out = args.output
+    try:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "training_graph.txt"), "w") as f:
+            f.write(str(prog.training_graph) + "\n")
+        try:
+            project = prog.generate_c(out)
+        except UnsupportedError as e:
+            _write_json(os.path.join(out, REPORT_FILE), program_report(prog))
+            raise UnsupportedError(f"{e} (wrote training_graph.txt and {REPORT_FILE} into "
+                                   f"{out}, but no C)") from None
+        report = program_report(prog, project)
+        _write_json(os.path.join(out, REPORT_FILE), report)
+    except OSError as e:
+        raise TTEError(f"cannot write into {out!r}: {e.strerror or e}") from None
+    mem, sram = report["memory"], report["memory"]["sram"]
     print(f"{prog.training_graph.name}: {len(prog.trainable)} trainable tensors "
-          f"({b['trainable_parameters']} B), {sum(report['nodes'].values())} nodes "
-          f"{report['nodes']}\nwrote {args.output}/training_graph.txt and report.json")
+          f"({sram['trainable_parameters']:,} B), {sum(report['nodes'].values())} nodes "
+          f"{report['nodes']}")
+    print(f"memory: arena {nbytes(mem['arena_bytes'])} [lower bound "
+          f"{mem['training_lower_bound_bytes']:,} B, inference {mem['inference_arena_bytes']:,} B],"
+          f" SRAM {nbytes(mem['sram_bytes'])}, flash {nbytes(mem['flash_bytes'])}")
+    print(f"wrote {project.source.name}, {project.header.name}, training_graph.txt and "
+          f"{REPORT_FILE} into {out}; `tte report {out}` shows where the bytes go")
+
+
+def _write_json(path: str, data: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from tte.report import format_memory, load_report
+    report = load_report(args.dir)
+    print(format_memory(report, sort=args.sort))
+    if args.plot:
+        from tte.memory.plot import plot_arena
+        plot_arena(report, args.plot)
+        print(f"\nwrote {args.plot}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep batch-norm as its own op instead of folding it into the conv")
     s.set_defaults(run=_cmd_show)
     s = sub.add_parser("compile", help="compile a training step",
-                       description="Derive the training step of MODEL and write the training "
-                       "graph (training_graph.txt) and report.json into DIR.")
+                       description="Derive the training step of MODEL and write into DIR the C "
+                       "project (<name>.c, <name>.h), the training graph (training_graph.txt) "
+                       "and report.json (ops, tensors, memory plan).")
     s.add_argument("model", help="path to a .onnx file")
     s.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     s.add_argument("--update", default="full", help="'full', 'bias' or comma-separated "
@@ -72,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-fold-batchnorm", action="store_true",
                    help="keep batch-norm as its own op (its scale and bias are then trainable)")
     s.set_defaults(run=_cmd_compile)
+    s = sub.add_parser("report", help="show where a compiled model's bytes go",
+                       description="Read DIR/report.json (written by `tte compile MODEL -o "
+                       "DIR`) and print the memory table: flash, SRAM split, the arena against "
+                       "its lower bound, and every arena buffer with its offset and lifetime.")
+    s.add_argument("dir", metavar="DIR", help="output directory of `tte compile`")
+    s.add_argument("--sort", choices=SORT_KEYS, default="offset",
+                   help="order of the buffer rows: by offset (default, the arena's layout), "
+                   "by size (largest first) or by first node")
+    s.add_argument("--plot", metavar="FILE.png", help="also draw the arena over time: one "
+                   "rectangle per buffer (node index x byte offset) and the lower bound")
+    s.set_defaults(run=_cmd_report)
     return p
 
 
@@ -82,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     except TTEError as e:
         print(f"tte: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -1,25 +1,34 @@
-"""report.json: what the compiled training step contains and where its bytes go."""
+"""report.json: what the compiled training step contains and where its bytes go.
+
+program_report() builds it (with the memory section of the planned graphs), load_report()
+reads it back with its structure checked, and format_memory() prints its memory table.
+"""
 from __future__ import annotations
 
+import json
+import os
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from tte.ir.types import Role
+from tte.errors import TTEError
 
 if TYPE_CHECKING:
+    from codegen.project import CProject
     from tte.program import Program
 
+REPORT_FILE = "report.json"
 
-def program_report(prog: "Program") -> dict:
+
+def program_report(prog: "Program", project: "CProject | None" = None) -> dict:
+    """The report of prog. Its memory section is project.memory when the C project was
+    generated (the numbers the C code uses), else the same memory_report computed here."""
     g = prog.training_graph
-    tensors = [{"name": v.name, "shape": list(v.shape), "dtype": v.dtype.value,
-                "role": v.role.value, "bytes": v.nbytes}
-               for v in g.values.values() if v.role.persistent]
-
-    def total(*roles: Role) -> int:
-        return sum(v.nbytes for v in g.values.values() if v.role in roles)
-
-    return {
+    if project is not None:
+        memory = project.memory
+    else:
+        from tte.memory import memory_report, plan_memory
+        memory = memory_report(g, plan_memory(g), plan_memory(prog.forward_graph))
+    report: dict[str, Any] = {
         "model": g.name,
         "target": prog.target,
         "loss": prog.loss,
@@ -27,12 +36,147 @@ def program_report(prog: "Program") -> dict:
         "inputs": {n: list(g.values[n].shape) for n in g.inputs},
         "nodes": dict(Counter(n.phase for n in g.nodes)),
         "trainable": prog.trainable,
-        "bytes": {
-            "frozen_parameters": total(Role.frozen, Role.const),
-            "trainable_parameters": total(Role.trainable, Role.partial),
-            "optimizer_state": total(Role.state),
-            # no memory planner yet: every intermediate counted as if all were live at once
-            "activations_unplanned": total(Role.activation),
-        },
-        "tensors": tensors,
+        # persistent tensors (flash or SRAM); the arena's tensors are in memory.arena_tensors
+        "tensors": [{"name": v.name, "shape": list(v.shape), "dtype": v.dtype.value,
+                     "role": v.role.value, "bytes": v.nbytes}
+                    for v in g.values.values() if v.role.persistent],
+        "memory": memory,
+        # the training step's node order: arena_tensors' first_node/last_node index it
+        "schedule": [{"op": n.op, "phase": n.phase} for n in g.nodes],
     }
+    if project is not None:
+        report["c"] = {"name": project.name, "header": project.header.name,
+                       "source": project.source.name}
+    return report
+
+
+# --- reading it back -----------------------------------------------------------------
+
+_MEMORY_INTS = ("arena_bytes", "training_arena_bytes", "training_lower_bound_bytes",
+                "inference_arena_bytes", "flash_bytes", "sram_bytes")
+_SRAM_PARTS = ("arena", "trainable_parameters", "optimizer_state", "inputs")
+_TENSOR_INTS = ("offset", "bytes", "first_node", "last_node")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _problem(report: Any) -> str | None:
+    """What is wrong with a parsed report.json, or None."""
+    if not isinstance(report, dict):
+        return "it is not a JSON object"
+    if not isinstance(report.get("model"), str):
+        return "it has no model name"
+    mem = report.get("memory")
+    if not isinstance(mem, dict):
+        return "it has no memory section (written by an older tte?)"
+    for key in _MEMORY_INTS:
+        if not _is_int(mem.get(key)):
+            return f"memory.{key} is missing or not an integer"
+    sram = mem.get("sram")
+    if not isinstance(sram, dict) or not all(_is_int(sram.get(k)) for k in _SRAM_PARTS):
+        return "memory.sram must give " + ", ".join(_SRAM_PARTS) + " in bytes"
+    tensors = mem.get("arena_tensors")
+    if not isinstance(tensors, list):
+        return "memory.arena_tensors is missing"
+    for i, t in enumerate(tensors):
+        if not (isinstance(t, dict) and isinstance(t.get("name"), str)
+                and all(_is_int(t.get(k)) for k in _TENSOR_INTS)
+                and isinstance(t.get("shares", []), list)):
+            return f"memory.arena_tensors[{i}] needs name, " + ", ".join(_TENSOR_INTS)
+    schedule = report.get("schedule", [])
+    if not (isinstance(schedule, list) and all(isinstance(s, dict) for s in schedule)):
+        return "schedule must be a list of nodes"
+    return None
+
+
+def load_report(directory: str) -> dict:
+    """DIR/report.json as written by `tte compile`, or a TTEError saying what is wrong."""
+    path = os.path.join(directory, REPORT_FILE)
+    if not os.path.isdir(directory):
+        raise TTEError(f"{directory!r} is not a directory; pass the output directory of "
+                       "`tte compile MODEL -o DIR`")
+    try:
+        with open(path, encoding="utf-8") as f:
+            report = json.load(f)
+    except FileNotFoundError:
+        raise TTEError(f"{path} does not exist; run `tte compile MODEL -o {directory}` "
+                       "first") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TTEError(f"cannot read {path}: {e}") from None
+    problem = _problem(report)
+    if problem:
+        raise TTEError(f"{path} is not a tte report: {problem}; recompile with `tte compile`")
+    return report
+
+
+# --- the memory table ----------------------------------------------------------------
+
+SORT_KEYS = ("offset", "size", "first")
+
+
+def nbytes(n: int) -> str:
+    """12,345 B (12.1 KiB)."""
+    if n < 1024:
+        return f"{n:,} B"
+    unit, div = ("MiB", 1 << 20) if n >= 1 << 20 else ("KiB", 1 << 10)
+    return f"{n:,} B ({n / div:.1f} {unit})"
+
+
+def producer_phase(report: dict, t: dict) -> str | None:
+    """Phase of the node that first writes arena tensor t, if the report has the schedule."""
+    schedule = report.get("schedule") or []
+    if 0 <= t["first_node"] < len(schedule):
+        phase = schedule[t["first_node"]].get("phase")
+        return phase if isinstance(phase, str) else None
+    return None
+
+
+def format_memory(report: dict, sort: str = "offset") -> str:
+    """Memory totals and one row per arena buffer of the training step."""
+    mem = report["memory"]
+    sram = mem["sram"]
+    lb, train = mem["training_lower_bound_bytes"], mem["training_arena_bytes"]
+    over = f"+{(train - lb) / lb:.1%}" if lb else "n/a"
+    rows = [
+        ("flash: frozen weights and constants", mem["flash_bytes"]),
+        ("SRAM total", mem["sram_bytes"]),
+        ("  arena", sram["arena"]),
+        ("  trainable parameters", sram["trainable_parameters"]),
+        ("  optimizer state", sram["optimizer_state"]),
+        ("  inputs", sram["inputs"]),
+        ("arena (training step and inference share it)", mem["arena_bytes"]),
+        ("  training step", train),
+        ("  training step lower bound", lb),
+        ("  inference", mem["inference_arena_bytes"]),
+    ]
+    texts = [nbytes(n) for _, n in rows]
+    lw, nw = max(len(r[0]) for r in rows), max(len(t.split(" (")[0]) for t in texts)
+    lines = [f"{report['model']}: memory of the compiled training step", ""]
+    for (label, _), text in zip(rows, texts):
+        num, _, rest = text.partition(" (")
+        line = f"  {label:<{lw}}  {num:>{nw}}" + (f" ({rest}" if rest else "")
+        if label == "  training step":
+            line += f"   {over} over the lower bound"
+        lines.append(line)
+
+    tensors = list(mem["arena_tensors"])
+    key = {"offset": lambda t: (t["offset"], t["first_node"]),
+           "size": lambda t: (-t["bytes"], t["offset"]),
+           "first": lambda t: (t["first_node"], t["offset"])}[sort]
+    tensors.sort(key=key)
+    order = {"offset": "by offset", "size": "largest first", "first": "by first node"}[sort]
+    lines += ["", f"arena buffers of the training step, {order} ({len(tensors)} buffers)",
+              "  nodes: first write..last read; shares: values written in place into it"]
+    table = [("offset", "bytes", "end", "nodes", "phase", "name")]
+    for t in tensors:
+        name = t["name"] + (f"  shares: {', '.join(t['shares'])}" if t.get("shares") else "")
+        table.append((f"{t['offset']:,}", f"{t['bytes']:,}", f"{t['offset'] + t['bytes']:,}",
+                      f"{t['first_node']}..{t['last_node']}",
+                      producer_phase(report, t) or "", name))
+    widths = [max(len(r[i]) for r in table) for i in range(5)]
+    for r in table:
+        lines.append("  " + "  ".join(c.rjust(w) if i < 3 else c.ljust(w)
+                                      for i, (c, w) in enumerate(zip(r, widths))) + "  " + r[5])
+    return "\n".join(line.rstrip() for line in lines)

@@ -65,9 +65,10 @@ def _group_in_place(g: Graph, span: dict[str, list[int]]) -> list[Buffer]:
     buffers: list[Buffer] = []
     for i, node in enumerate(g.nodes):
         k = get_op(node.op).inplace
-        for o in node.outputs:
+        for j, o in enumerate(node.outputs):
             v = g.values[o]
-            src = node.inputs[k] if k is not None and k < len(node.inputs) else ""
+            # only the first output may take over the input, so two outputs never share
+            src = node.inputs[k] if j == 0 and k is not None and k < len(node.inputs) else ""
             buf = owner.get(src)
             if buf is not None and buf.end == i and buf.size == _aligned(v.nbytes) \
                     and src not in g.outputs:
