@@ -212,3 +212,123 @@ def input_shape(model: onnx.ModelProto) -> tuple[int, ...]:
 
 def num_classes(model: onnx.ModelProto) -> int:
     return model.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+
+
+# --------------------------------------------------------------------------
+# MobileNetV2 width 0.35 (not in MODELS: it is large; tests/test_host_c.py uses it)
+# --------------------------------------------------------------------------
+
+def _make_divisible(v: float, divisor: int = 8) -> int:
+    """torchvision's rounding of a scaled channel count (never below 90% of v)."""
+    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    if new < 0.9 * v:
+        new += divisor
+    return new
+
+
+MBV2_SETTINGS = [  # (expand ratio t, channels c, repeats n, first stride s)
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+    (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+]
+
+
+def _np_conv(x: np.ndarray, w: np.ndarray, stride: int, pad: int, group: int) -> np.ndarray:
+    """float64 NCHW/OIHW grouped convolution (no bias) for BN calibration."""
+    n, c, _, _ = x.shape
+    o, cg, k, _ = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+    ho, wo = win.shape[2:4]
+    win = win.reshape(n, group, cg, ho, wo, k, k)
+    wg = w.reshape(group, o // group, cg, k, k)
+    y = np.einsum("ngchwij,gocij->ngohw", win, wg, optimize=True)
+    return y.reshape(n, o, ho, wo)
+
+
+class _Calibrated:
+    """Builds conv/BN/ReLU6 layers while pushing a batch of random inputs through them in
+    float64, so that each BN gets running statistics close to those of its real input (as a
+    trained network has), jittered so they are not exact: mean + 0.1*std*N(0,1), var*U(0.7,1.4).
+    gamma ~ U(0.5, 1.5), beta ~ 0.2*N(0,1), as in _Builder.bn."""
+
+    def __init__(self, b: _Builder, x: np.ndarray) -> None:
+        self.b, self.act = b, {"x": x}
+
+    def conv(self, h, cin, cout, k, *, stride=1, group=1, name):
+        out = self.b.conv(h, cin, cout, k, stride=stride, group=group, bias=False, name=name)
+        w = numpy_helper.to_array(self.b.inits[-1]).astype(np.float64)
+        self.act[out] = _np_conv(self.act[h], w, stride, (k - 1) // 2, group)
+        return out
+
+    def bn(self, h, c, *, name):
+        rng, a = self.b.rng, self.act[h]
+        mean, var = a.mean(axis=(0, 2, 3)), a.var(axis=(0, 2, 3)) + 1e-3
+        mean = mean + 0.1 * np.sqrt(var) * rng.standard_normal(c)
+        var = var * rng.uniform(0.7, 1.4, c)
+        gamma, beta = rng.uniform(0.5, 1.5, c), 0.2 * rng.standard_normal(c)
+        f32 = lambda v: v.astype(np.float32)  # noqa: E731
+        ins = [h, self.b.init(f"{name}.weight", f32(gamma)), self.b.init(f"{name}.bias", f32(beta)),
+               self.b.init(f"{name}.running_mean", f32(mean)),
+               self.b.init(f"{name}.running_var", f32(var))]
+        out = self.b.node("BatchNormalization", ins, name=name, epsilon=1e-5)
+        sh = (1, -1, 1, 1)
+        self.act[out] = ((a - f32(mean).reshape(sh)) / np.sqrt(f32(var).reshape(sh) + 1e-5)
+                         * f32(gamma).reshape(sh) + f32(beta).reshape(sh))
+        return out
+
+    def clip6(self, h):
+        out = self.b.clip6(h)
+        self.act[out] = np.clip(self.act[h], 0.0, 6.0)
+        return out
+
+    def add(self, h, other):
+        out = self.b.node("Add", [h, other])
+        self.act[out] = self.act[h] + self.act[other]
+        return out
+
+
+def mobilenetv2_w035(resolution: int = 64, num_classes: int = 10,
+                     seed: int = 6) -> onnx.ModelProto:
+    """MobileNetV2 at width multiplier 0.35, the torchvision architecture.
+
+    Stem 3x3/s2 conv to 16 channels, the 17 inverted-residual blocks of
+    ``MBV2_SETTINGS`` with channels ``_make_divisible(c * 0.35)`` (16, 8, 8, 16,
+    24, 32, 56, 112), BN after every conv, ReLU6 after every conv but the
+    projection, a residual Add when stride 1 and in == out channels, a final
+    1x1 conv to 1280, global average pool, flatten and a Gemm classifier.
+    He-initialised weights.  BN statistics are calibrated on 32 standard-normal
+    inputs and then jittered (see ``_Calibrated``): with purely random
+    statistics the per-layer gains compound over 52 convolutions and batch-1 SGD
+    becomes chaotic (a single float32 rounding that flips a ReLU6 gate grows
+    10-30x per step), which no float32 implementation could reproduce.
+    """
+    width = 0.35
+    b = _Builder(seed)
+    cal = _Calibrated(b, b.rng.standard_normal((32, 3, resolution, resolution)))
+    c = _make_divisible(32 * width)                                              # 16
+    h = cal.conv("x", 3, c, 3, stride=2, name="stem")
+    h = cal.clip6(cal.bn(h, c, name="stem_bn"))
+    block = 0
+    for t, ch, n, s in MBV2_SETTINGS:
+        cout = _make_divisible(ch * width)
+        for i in range(n):
+            stride = s if i == 0 else 1
+            inp, ce, p = h, c * t, f"block{block}"
+            if t != 1:
+                h = cal.conv(h, c, ce, 1, name=f"{p}.expand")
+                h = cal.clip6(cal.bn(h, ce, name=f"{p}.expand_bn"))
+            h = cal.conv(h, ce, ce, 3, stride=stride, group=ce, name=f"{p}.dw")
+            h = cal.clip6(cal.bn(h, ce, name=f"{p}.dw_bn"))
+            h = cal.conv(h, ce, cout, 1, name=f"{p}.project")
+            h = cal.bn(h, cout, name=f"{p}.project_bn")
+            if stride == 1 and c == cout:
+                h = cal.add(h, inp)
+            c = cout
+            block += 1
+    last = 1280  # _make_divisible(1280 * max(1.0, width))
+    h = cal.conv(h, c, last, 1, name="head")
+    h = cal.clip6(cal.bn(h, last, name="head_bn"))
+    h = b.node("GlobalAveragePool", [h])
+    h = b.node("Flatten", [h], axis=1)
+    out = b.gemm(h, last, num_classes, name="classifier")
+    return b.build("mobilenetv2_w035", [1, 3, resolution, resolution], out, num_classes)

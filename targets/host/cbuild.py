@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -12,6 +15,8 @@ from cffi import FFI
 
 KERNELS_DIR = Path(__file__).resolve().parents[2] / "kernels_c"
 STRICT_FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
+_LOAD_DIR = tempfile.TemporaryDirectory(prefix="tte-load-")  # private copies, removed at exit
+_copies = itertools.count()
 CACHE_DIR = Path(os.environ.get("TTE_BUILD_CACHE", Path.home() / ".cache" / "tte" / "cffi"))
 
 
@@ -19,12 +24,14 @@ def build_c(cdef: str, sources: Sequence[Path], *, header: str, extra_flags: Seq
             include_dirs: Sequence[Path] = (), link_flags: Sequence[str] = ()) -> tuple[FFI, Any]:
     """Build (or reuse) an extension exposing `cdef` from `sources`; returns (ffi, lib).
 
-    `header` is C text placed before the declarations (normally #include lines).
+    `header` is C text placed before the declarations (normally #include lines). The cache
+    key is the content of everything compiled, not where it lies, and every call loads a
+    private copy of the library, so two callers never share its static state.
     """
     flags = STRICT_FLAGS + list(extra_flags)
     dirs = [str(KERNELS_DIR)] + [str(d) for d in include_dirs]
     digest = hashlib.sha256()
-    for part in [cdef, header, " ".join(flags), " ".join(dirs), " ".join(link_flags)]:
+    for part in [cdef, header, " ".join(flags), " ".join(link_flags)]:
         digest.update(part.encode())
     for src in sorted(Path(s) for s in sources):
         digest.update(src.read_bytes())
@@ -40,8 +47,11 @@ def build_c(cdef: str, sources: Sequence[Path], *, header: str, extra_flags: Seq
                        extra_compile_args=flags, extra_link_args=list(link_flags))
         out.mkdir(parents=True, exist_ok=True)
         built = [Path(ffi.compile(tmpdir=str(out), verbose=False))]
-    spec = importlib.util.spec_from_file_location(name, built[0])
+    copy = next(_copies)
+    private = Path(_LOAD_DIR.name) / f"{copy}-{built[0].name}"  # new file: new static storage
+    shutil.copyfile(built[0], private)
+    spec = importlib.util.spec_from_file_location(name, private)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
     spec.loader.exec_module(module)
+    sys.modules[f"{name}.{copy}"] = module  # findable (module.__file__) for inspection
     return module.ffi, module.lib

@@ -10,8 +10,11 @@ from targets.host.cbuild import KERNELS_DIR, build_c
 from tte.errors import TTEError
 from tte.program import Program, Runner
 
-SANITIZE_FLAGS = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                  "-fno-omit-frame-pointer"]
+# -fno-wrapv undoes the -fwrapv setuptools takes from Python's own CFLAGS, so that UBSan
+# reports signed overflow
+SANITIZE_FLAGS = ["-O1", "-g", "-fno-wrapv", "-fsanitize=address,undefined",
+                  "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+SANITIZE_LINK = ["-fsanitize=address,undefined"]
 
 
 class HostRunner(Runner):
@@ -27,7 +30,7 @@ class HostRunner(Runner):
         self.ffi, self.lib = build_c(self.project.cdef, sources,
                                      header=f'#include "{self.project.header.name}"',
                                      include_dirs=[self.project.directory], extra_flags=flags,
-                                     link_flags=flags[1:] if sanitize else ())
+                                     link_flags=SANITIZE_LINK if sanitize else ())
         self._fn = lambda suffix: getattr(self.lib, f"tte_{self.project.name}_{suffix}")
 
     def _ptr(self, arr: np.ndarray, ctype: str = "float *"):
