@@ -58,19 +58,6 @@ int tte_softmax_cross_entropy_grad_f32(const float *logits, const int32_t *label
     return TTE_OK;
 }
 
-int tte_softmax_cross_entropy_fwd_bwd_f32(const float *logits, const int32_t *labels,
-                                          int32_t n, int32_t classes, float *loss, float *g)
-{
-    const float inv_n = n > 0 ? 1.0f / (float)n : 0.0f;
-    float total = 0.0f;
-    int32_t r;
-    if (!labels_ok(labels, n, classes)) return TTE_EBADLABEL;
-    for (r = 0; r < n; ++r)
-        total += xent_row(logits + r * classes, classes, labels[r], g + r * classes, inv_n);
-    *loss = n > 0 ? total / (float)n : 0.0f;
-    return TTE_OK;
-}
-
 void tte_mse_f32(const float *pred, const float *target, int32_t n, float *loss)
 {
     float total = 0.0f;

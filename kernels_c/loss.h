@@ -15,11 +15,6 @@ int tte_softmax_cross_entropy_f32(const float *logits, const int32_t *labels, in
 int tte_softmax_cross_entropy_grad_f32(const float *logits, const int32_t *labels, int32_t n,
                                        int32_t classes, float *g);
 
-/* Both of the above in one pass over the logits (the exponentials computed for the loss are
- * reused for the gradient). g == logits allowed. */
-int tte_softmax_cross_entropy_fwd_bwd_f32(const float *logits, const int32_t *labels,
-                                          int32_t n, int32_t classes, float *loss, float *g);
-
 /* loss = mean((pred - target)^2) over n elements; g = 2 * (pred - target) / n
  * (g may alias pred or target). */
 void tte_mse_f32(const float *pred, const float *target, int32_t n, float *loss);

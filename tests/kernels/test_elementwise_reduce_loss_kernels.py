@@ -421,18 +421,6 @@ def test_softmax_cross_entropy(k, case):
     np.testing.assert_allclose(g, ref("softmax_cross_entropy_grad", logits, labels),
                                rtol=1e-5 + 4 * c * EPS, atol=4 * EPS / n)
 
-    # fused: same arithmetic as the two separate kernels, so bit-identical; also in place.
-    loss2, g2 = ffi.new("float *"), np.empty_like(logits)
-    assert lib.tte_softmax_cross_entropy_fwd_bwd_f32(fptr(ffi, logits), lab, n, c, loss2,
-                                                     fptr(ffi, g2)) == lib.TTE_OK
-    assert loss2[0] == loss[0]
-    np.testing.assert_array_equal(g2, g)
-    inplace = logits.copy()
-    assert lib.tte_softmax_cross_entropy_fwd_bwd_f32(fptr(ffi, inplace), lab, n, c, loss2,
-                                                     fptr(ffi, inplace)) == lib.TTE_OK
-    assert loss2[0] == loss[0]
-    np.testing.assert_array_equal(inplace, g)
-
 
 @EXAMPLES
 @given(case=xent_case(), bad=st.sampled_from([-1, -1000, 0, 1000]), data=st.data())
@@ -451,8 +439,6 @@ def test_softmax_cross_entropy_bad_label(k, case, bad, data):
     assert lib.tte_softmax_cross_entropy_f32(fptr(ffi, logits), lab, n, c, loss) == ebad
     assert lib.tte_softmax_cross_entropy_grad_f32(fptr(ffi, logits), lab, n, c,
                                                   fptr(ffi, g)) == ebad
-    assert lib.tte_softmax_cross_entropy_fwd_bwd_f32(fptr(ffi, logits), lab, n, c, loss,
-                                                     fptr(ffi, g)) == ebad
     assert loss[0] == 123.0 and np.all(g == 7.0)
     with pytest.raises(TTEError):
         ref("softmax_cross_entropy", logits, labels)
