@@ -114,7 +114,7 @@ def generate(train: Graph, forward: Graph, out_dir: str | Path, *, loss: str,
              name: str | None = None) -> CProject:
     """Write <name>.h and <name>.c into out_dir for this training graph and its forward graph."""
     name = c_identifier(name or train.name).lower()
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # the C compiler may run from another directory
     out.mkdir(parents=True, exist_ok=True)
     train_plan, fwd_plan = plan_memory(train), plan_memory(forward)
     memory = memory_report(train, train_plan, fwd_plan)

@@ -1,7 +1,7 @@
-"""Demo: compile a small CNN (an ONNX file) and train it on real handwritten digits.
+"""Demo: compile a small CNN (an ONNX file) to C and train it on real handwritten digits.
 
 The digits are scikit-learn's 1,797 8x8 scans (shipped inside the wheel); training runs
-one sample at a time, as on a microcontroller, on TTE's reference interpreter.
+one sample at a time, as on a microcontroller, in the generated C built for this host.
 """
 from __future__ import annotations
 
@@ -66,9 +66,12 @@ def main() -> None:
     prog = tte.compile(path, optimizer={"name": "sgd", "lr": 0.005, "momentum": 0.9})
     with open(os.path.join(args.out, "training_graph.txt"), "w") as f:
         f.write(str(prog.training_graph) + "\n")
-    runner = prog.reference()
+    runner = prog.build(out_dir=args.out)  # the generated C, compiled for this host
+    mem, c_file = runner.project.memory, runner.project.source
     print(f"compiled {path}: {len(prog.training_graph.nodes)} nodes, "
-          f"{len(prog.trainable)} trainable tensors; graph in {args.out}/training_graph.txt")
+          f"{len(prog.trainable)} trainable tensors -> {c_file}")
+    print(f"memory: arena {mem['arena_bytes']:,} B, SRAM {mem['sram_bytes']:,} B "
+          f"(graph in {args.out}/training_graph.txt)")
     print(f"held-out accuracy before training: {accuracy(runner, x[test], y[test]):.1%}")
     window = []
     for step in range(1, args.steps + 1):

@@ -52,7 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sanitized_run as sr  # noqa: E402
 from jax_oracle import (_forward as jax_forward_traceable, folded_model,  # noqa: E402
                         initializers, jax_forward, jax_train_folded, trainable_names)
-from models import MODELS, num_classes  # noqa: E402
+from models import MODELS, input_shape, num_classes  # noqa: E402
 from targets.host.cbuild import KERNELS_DIR  # noqa: E402
 
 ALL = sr.ALL_MODELS  # the six of MODELS, then "mobilenetv2_w035"
@@ -415,3 +415,14 @@ def test_sanitizer_probe_without_a_bug_runs_clean():
     assert run.returncode == 0, run.stdout + run.stderr
     assert '"returned"' in run.stdout
     assert "runtime error" not in run.stderr and "Sanitizer" not in run.stderr
+
+
+def test_build_into_a_relative_directory(tmp_path, monkeypatch):
+    """out_dir relative to the working directory (as `make demo` passes it) still builds."""
+    monkeypatch.chdir(tmp_path)
+    prog = tte.compile(MODELS["mlp"](), optimizer=sr.optimizer("mlp"))
+    runner = prog.build(out_dir="out/rel")
+    assert runner.project.source == tmp_path / "out" / "rel" / f"{runner.project.name}.c"
+    x = np.zeros(input_shape(MODELS["mlp"]()), np.float32)
+    np.testing.assert_allclose(runner.forward(x), prog.reference().forward(x), rtol=1e-5,
+                               atol=1e-6)
