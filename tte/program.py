@@ -9,6 +9,7 @@ from tte.errors import TTEError
 from tte.interpreter import initial_state, run
 from tte.ir.graph import Graph
 from tte.ir.types import Role
+from tte.ops.reduce import check_labels
 
 
 class Program:
@@ -81,11 +82,9 @@ class Runner:
                                                    np.all(arr == np.round(arr))):
                 raise TTEError(f"label {label!r} is not an integer class index")
             arr = arr.astype(np.int64).reshape(-1)
-            classes = g.values[self.program.forward_graph.outputs[0]].shape[1]
-            bad = arr[(arr < 0) | (arr >= classes)]
-            if bad.size or arr.shape != want.shape:
-                raise TTEError(f"label {label!r} is outside the class range 0..{classes - 1}"
-                               if bad.size else f"expected {want.shape[0]} label(s), got {arr.size}")
+            check_labels(arr, g.values[self.program.forward_graph.outputs[0]].shape[1])
+            if arr.shape != want.shape:
+                raise TTEError(f"expected {want.shape[0]} label(s), got {arr.size}")
             return arr.astype(np.int32)
         arr = np.asarray(label, dtype=np.float32)
         if arr.shape == want.shape[1:]:
