@@ -54,7 +54,7 @@ def _array_body(arr: np.ndarray) -> str:
 
 
 class _Names:
-    """C storage of every persistent value, and pointer expressions for a planned graph."""
+    """A unique C symbol for every persistent value (weights, trainable parameters, state)."""
 
     def __init__(self, train: Graph) -> None:
         self.symbol: dict[str, str] = {}

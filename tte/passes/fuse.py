@@ -12,7 +12,7 @@ def fuse_gradient_updates(g: Graph) -> None:
     uses = g.consumers()
     producer = g.producers()
     drop: set[int] = set()
-    for i, node in enumerate(g.nodes):
+    for node in g.nodes:
         if node.op != "sgd_update":
             continue
         grad = node.inputs[1]
