@@ -9,7 +9,9 @@ setup(
     package_data={"tte.ops": ["SPEC.md"]},
     install_requires=["numpy>=1.26", "onnx>=1.14", "cffi>=1.15"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "jax>=0.4.30", "jaxlib>=0.4.30", "matplotlib>=3.7"],
+        "test": ["pytest>=7", "hypothesis>=6", "jax>=0.4.30", "jaxlib>=0.4.30", "matplotlib>=3.7",
+                 "tflite-micro>=0.dev0; platform_system=='Linux' and platform_machine=='x86_64'",
+                 "flatbuffers>=23.5"],
         "demo": ["scikit-learn>=1.3", "matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["tte=tte.cli:main"]},
