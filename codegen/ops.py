@@ -9,6 +9,7 @@ import numpy as np
 from codegen.cexpr import dims4, flt, ints, split3, window
 from tte.errors import UnsupportedError
 from tte.ir.graph import Node
+from tte.ir.types import DType
 
 
 class Ctx(Protocol):
@@ -16,6 +17,8 @@ class Ctx(Protocol):
     def shape(self, name: str) -> tuple[int, ...]: ...
     def n(self, name: str) -> int: ...
     def same_buffer(self, a: str, b: str) -> bool: ...
+    def const(self, values, dtype: str) -> str: ...  # a file-scope static const array
+    def dtype(self, name: str) -> DType: ...
 
 
 Emitter = Callable[[Node, Ctx], list[str]]
@@ -333,6 +336,8 @@ def _reshape(n, c):
     x, y = n.inputs[0], n.outputs[0]
     if c.same_buffer(x, y):
         return [f"/* {y} = reshape({x}) shares its buffer */"]
+    if c.dtype(x) != DType.f32:
+        return [f"memcpy({c.p(y)}, {c.p(x)}, {c.n(y) * c.dtype(x).itemsize});"]
     return [f"tte_copy_f32({c.p(x)}, {c.p(y)}, {c.n(y)});"]
 
 

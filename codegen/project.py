@@ -8,14 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from codegen.cexpr import flt
+import codegen.ops_s8  # noqa: F401  (registers the int8 emitters)
 from codegen.ops import EMITTERS
 from tte.errors import UnsupportedError
 from tte.ir.graph import Graph
 from tte.ir.types import DType, Role
 from tte.memory import ALIGN, MemoryPlan, memory_report, plan_memory
 
-KERNEL_HEADERS = ("conv.h", "pool.h", "linear.h", "elementwise.h", "reduce.h", "loss.h",
-                  "optim.h", "shape.h")
+KERNELS_DIR = Path(__file__).resolve().parents[1] / "kernels_c"
+KERNEL_HEADERS = tuple(sorted(h.name for h in KERNELS_DIR.glob("*.h")))
+CTYPES = {DType.f32: "float", DType.i32: "int32_t", DType.i8: "int8_t", DType.u8: "uint8_t"}
 _STORAGE = {Role.frozen: ("static const", "w"), Role.const: ("static const", "k"),
             Role.trainable: ("static", "t"), Role.partial: ("static", "t"),
             Role.state: ("static", "s")}
@@ -43,10 +45,20 @@ def _c_string(text: str) -> str:
     return f'"{out}"'
 
 
+def ctype(dtype: DType) -> str:
+    if dtype not in CTYPES:
+        raise UnsupportedError(f"the C backend has no {dtype.value} tensors")
+    return CTYPES[dtype]
+
+
 def _array_body(arr: np.ndarray) -> str:
     flat = arr.reshape(-1)
     if flat.dtype == np.float32:
         items = [flt(v) for v in flat]
+    elif flat.dtype == np.float64:
+        items = [repr(float(v)) for v in flat]
+    elif flat.dtype == np.int32:
+        items = [str(int(v)) if v > -(1 << 31) else "INT32_MIN" for v in flat]
     else:
         items = [str(int(v)) for v in flat]
     rows = [", ".join(items[i:i + 8]) for i in range(0, len(items), 8)]
@@ -69,11 +81,32 @@ class _Names:
                 self.symbol[name] = sym
 
 
+class _Consts:
+    """File-scope `static const` arrays requested by emitters (per-channel multipliers,
+    scales), shared between functions and deduplicated by content."""
+
+    def __init__(self) -> None:
+        self.decls: list[str] = []
+        self.by_key: dict[tuple, str] = {}
+
+    def symbol(self, arr: np.ndarray) -> str:
+        arr = np.ascontiguousarray(arr)
+        key = (arr.dtype.str, arr.tobytes())
+        if key not in self.by_key:
+            sym = f"k_const{len(self.by_key)}"
+            ct = {"float32": "float", "float64": "double", "int32": "int32_t"}[arr.dtype.name]
+            self.decls.append(f"static const {ct} {sym}[{max(arr.size, 1)}] = "
+                              f"{_array_body(arr)};")
+            self.by_key[key] = sym
+        return self.by_key[key]
+
+
 class _Ctx:
     """Ctx of codegen.ops for one graph and its memory plan."""
 
-    def __init__(self, g: Graph, plan: MemoryPlan, names: _Names, io: dict[str, str]) -> None:
-        self.g, self.plan, self.names, self.io = g, plan, names, io
+    def __init__(self, g: Graph, plan: MemoryPlan, names: _Names, io: dict[str, str],
+                 consts: _Consts) -> None:
+        self.g, self.plan, self.names, self.io, self.consts = g, plan, names, io, consts
 
     def p(self, name: str) -> str:
         if not name:
@@ -82,7 +115,15 @@ class _Ctx:
             return self.io[name]
         if name in self.names.symbol:
             return self.names.symbol[name]
-        return f"(arena + {self.plan.offsets[name] // 4})"
+        dtype = self.g.values[name].dtype
+        addr = f"arena + {self.plan.offsets[name] // 4}"
+        return f"({addr})" if dtype == DType.f32 else f"(({ctype(dtype)} *)({addr}))"
+
+    def const(self, values, dtype: str) -> str:
+        return self.consts.symbol(np.asarray(values, dtype))
+
+    def dtype(self, name: str) -> DType:
+        return self.g.values[name].dtype
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self.g.values[name].shape
@@ -94,17 +135,17 @@ class _Ctx:
         return a in self.plan.offsets and self.plan.offsets.get(a) == self.plan.offsets.get(b)
 
 
-def _body(g: Graph, plan: MemoryPlan, names: _Names, io: dict[str, str]) -> list[str]:
-    ctx = _Ctx(g, plan, names, io)
+def _body(g: Graph, plan: MemoryPlan, names: _Names, io: dict[str, str],
+          consts: _Consts) -> list[str]:
+    ctx = _Ctx(g, plan, names, io, consts)
     lines = []
     for i, node in enumerate(g.nodes):
         emit = EMITTERS.get(node.op)
         if emit is None:
             raise UnsupportedError(f"the C backend has no kernel for op {node.op!r}")
         for v in node.inputs + node.outputs:
-            if v and g.values[v].dtype not in (DType.f32, DType.i32):
-                raise UnsupportedError(f"the C backend emits f32 graphs; {v} is "
-                                       f"{g.values[v].dtype.value}")
+            if v:
+                ctype(g.values[v].dtype)
         lines.append(f"    /* {i}: {node.op} ({node.phase}) */")
         lines += [f"    {line}" for line in emit(node, ctx)]
     return lines
@@ -123,15 +164,16 @@ def generate(train: Graph, forward: Graph, out_dir: str | Path, *, loss: str,
     target = train.inputs[1]
     is_xent = loss == "cross_entropy"
     target_arg = "int32_t label" if is_xent else "const float *target"
+    x_t, y_t = ctype(forward.values[x].dtype), ctype(forward.values[logits].dtype)
     trainable = train.params(Role.trainable, Role.partial)
     prefix = f"tte_{name}"
     macro = prefix.upper()
 
-    protos = [f"int {prefix}_train_step(const float *x, {target_arg}, float *loss);",
-              f"int {prefix}_forward(const float *x, float *logits);",
+    protos = [f"int {prefix}_train_step(const {x_t} *x, {target_arg}, float *loss);",
+              f"int {prefix}_forward(const {x_t} *x, {y_t} *logits);",
               f"int32_t {prefix}_num_trainable(void);",
               f"const char *{prefix}_trainable_name(int32_t i);",
-              f"float *{prefix}_trainable_data(int32_t i);",
+              f"void *{prefix}_trainable_data(int32_t i);",
               f"int32_t {prefix}_trainable_size(int32_t i);"]
     header = "\n".join([
         f"/* {name}: training step and inference generated by TTE. Do not edit. */",
@@ -141,11 +183,14 @@ def generate(train: Graph, forward: Graph, out_dir: str | Path, *, loss: str,
         f"#define {macro}_ARENA_BYTES {memory['arena_bytes']}",
         f"#define {macro}_NUM_TRAINABLE {len(trainable)}", "",
         "/* One SGD step on one sample; *loss gets the loss before the update.",
-        "   Returns 0, or TTE_EBADLABEL (1) without changing anything for a bad label. */",
+        "   Returns 0, or TTE_EBADLABEL (1) without changing anything for a bad label.",
+        "   trainable_data(i) points at trainable tensor i (its C type as in the source),",
+        "   trainable_size(i) is its number of elements. */",
         *protos, "", "#endif", ""])
 
     src = [f"/* {name}: generated by TTE. Every shape, offset and constant is resolved. */",
-           "#include <math.h>", "#include <stddef.h>", f'#include "{name}.h"',
+           "#include <math.h>", "#include <stddef.h>", "#include <string.h>",
+           f'#include "{name}.h"',
            *[f'#include "{h}"' for h in KERNEL_HEADERS], "",
            f"/* every activation of both functions, at offsets fixed by the planner "
            f"(aligned to {ALIGN} bytes) */",
@@ -154,31 +199,33 @@ def generate(train: Graph, forward: Graph, out_dir: str | Path, *, loss: str,
         if not v.role.persistent:
             continue
         qual = _STORAGE[v.role][0]
-        ctype = "int32_t" if v.dtype == DType.i32 else "float"
         where = {Role.frozen: "flash", Role.const: "flash"}.get(v.role, "SRAM")
-        decl = f"{qual} {ctype} {names.symbol[pname]}[{max(v.size, 1)}]"
-        if v.role is Role.state:
+        decl = f"{qual} {ctype(v.dtype)} {names.symbol[pname]}[{max(v.size, 1)}]"
+        if v.role is Role.state and pname not in train.data:
             src.append(f"{decl}; /* {pname}: optimizer state, SRAM, starts at zero */")
         else:
             src.append(f"/* {pname}: {v.role.value} {list(v.shape)}, {where} */")
             src.append(f"{decl} = {_array_body(train.data[pname])};")
     src.append("")
 
+    consts = _Consts()
     io = {x: "x", target: "labels" if is_xent else "target"}
-    train_body = _body(train, train_plan, names, io)
+    train_body = _body(train, train_plan, names, io, consts)
+    fwd_body = _body(forward, fwd_plan, names, {x: "x"}, consts)
+    src += consts.decls + [""]
     uses_rc = any("rc = " in line for line in train_body)
-    src += [f"int {prefix}_train_step(const float *x, {target_arg}, float *loss)", "{"]
+    src += [f"int {prefix}_train_step(const {x_t} *x, {target_arg}, float *loss)", "{"]
     if is_xent:
         src.append("    const int32_t *labels = &label;")
     if uses_rc:
         src.append("    int rc;")
     src += train_body
-    src += [f"    *loss = *{_Ctx(train, train_plan, names, io).p(train.outputs[0])};",
+    src += [f"    *loss = *{_Ctx(train, train_plan, names, io, consts).p(train.outputs[0])};",
             "    return TTE_OK;", "}", ""]
-    fwd_ctx = _Ctx(forward, fwd_plan, names, {x: "x"})
-    src += [f"int {prefix}_forward(const float *x, float *logits)", "{"]
-    src += _body(forward, fwd_plan, names, {x: "x"})
-    src += [f"    tte_copy_f32({fwd_ctx.p(logits)}, logits, {forward.values[logits].size});",
+    fwd_ctx = _Ctx(forward, fwd_plan, names, {x: "x"}, consts)
+    src += [f"int {prefix}_forward(const {x_t} *x, {y_t} *logits)", "{"]
+    src += fwd_body
+    src += [f"    memcpy(logits, {fwd_ctx.p(logits)}, {forward.values[logits].nbytes});",
             "    return TTE_OK;", "}", ""]
     src += _accessors(prefix, trainable, names, train)
 
@@ -193,18 +240,18 @@ def _accessors(prefix: str, trainable: list[str], names: _Names, g: Graph) -> li
     lines = [f"int32_t {prefix}_num_trainable(void) {{ return {k}; }}", ""]
     if not k:
         return lines + [f"const char *{prefix}_trainable_name(int32_t i) {{ (void)i; return NULL; }}",
-                        f"float *{prefix}_trainable_data(int32_t i) {{ (void)i; return NULL; }}",
+                        f"void *{prefix}_trainable_data(int32_t i) {{ (void)i; return NULL; }}",
                         f"int32_t {prefix}_trainable_size(int32_t i) {{ (void)i; return 0; }}", ""]
     return lines + [
         "static const char *const trainable_names[] = {"
         + ", ".join(_c_string(t) for t in trainable) + "};",
-        "static float *const trainable_data[] = {"
+        "static void *const trainable_data[] = {"
         + ", ".join(names.symbol[t] for t in trainable) + "};",
         "static const int32_t trainable_sizes[] = {"
         + ", ".join(str(g.values[t].size) for t in trainable) + "};",
         f"const char *{prefix}_trainable_name(int32_t i) "
         f"{{ return i >= 0 && i < {k} ? trainable_names[i] : NULL; }}",
-        f"float *{prefix}_trainable_data(int32_t i) "
+        f"void *{prefix}_trainable_data(int32_t i) "
         f"{{ return i >= 0 && i < {k} ? trainable_data[i] : NULL; }}",
         f"int32_t {prefix}_trainable_size(int32_t i) "
         f"{{ return i >= 0 && i < {k} ? trainable_sizes[i] : 0; }}", ""]

@@ -1,6 +1,8 @@
 /* int8 TFLite-semantics kernels; see conv_s8.h. */
 #include "conv_s8.h"
 
+#include <math.h>
+
 /* int32 addition modulo 2^32 (TFLite's wrap-around, without signed-overflow UB). */
 static int32_t wadd(int32_t a, int32_t b)
 {
@@ -14,9 +16,44 @@ static int8_t clamp_s8(int32_t v, int32_t lo, int32_t hi)
     return (int8_t)v;
 }
 
+/* rint of a double, saturated to the int32 range (the clamp to int8 follows anyway). */
+static int32_t rint_sat32(double v)
+{
+    v = rint(v);
+    if (v < -2147483648.0) return INT32_MIN;
+    if (v > 2147483647.0) return INT32_MAX;
+    return (int32_t)v;
+}
+
+int8_t tte_clamp_s8_masked(int32_t v, int32_t act_min, int32_t act_max, uint8_t *mask,
+                           size_t i)
+{
+    if (mask) {
+        uint8_t bit = (uint8_t)(1u << (i & 7u));
+        if (v >= act_min && v <= act_max)
+            mask[i >> 3] |= bit;
+        else
+            mask[i >> 3] &= (uint8_t)~bit;
+    }
+    return clamp_s8(v, act_min, act_max);
+}
+
+int32_t tte_requant_apply(const tte_requant *r, int32_t c, int32_t acc, const int32_t *bias,
+                          int32_t output_offset)
+{
+    int32_t k = r->per_channel ? c : 0;
+    if (r->scale) {
+        double sum = (double)acc + (bias ? (double)bias[c] : 0.0);
+        int32_t v = rint_sat32(sum * r->scale[k]);
+        return v > INT32_MAX - 128 || v < INT32_MIN + 128 ? v : v + output_offset;
+    }
+    if (bias) acc = wadd(acc, bias[c]);
+    return wadd(tte_requantize(acc, r->multiplier[k], r->shift[k]), output_offset);
+}
+
 void tte_conv2d_s8(const int8_t *x, tte_dims4 xd, const int8_t *w, const int32_t *bias,
-                   int8_t *y, tte_dims4 yd, tte_window p, const int32_t *multiplier,
-                   const int32_t *shift, tte_s8_params q)
+                   int8_t *y, tte_dims4 yd, tte_window p, tte_requant rq, tte_s8_params q,
+                   uint8_t *mask)
 {
     int32_t cg = xd.c / p.groups; /* input channels per group */
     int32_t og = yd.c / p.groups; /* output channels per group */
@@ -46,9 +83,9 @@ void tte_conv2d_s8(const int8_t *x, tte_dims4 xd, const int8_t *w, const int32_t
                             }
                         }
                     }
-                    if (bias) acc = wadd(acc, bias[o]);
-                    acc = wadd(tte_requantize(acc, multiplier[o], shift[o]), q.output_offset);
-                    yo[(size_t)oy * yd.w + ox] = clamp_s8(acc, q.act_min, q.act_max);
+                    size_t i = (size_t)(yo - y) + (size_t)oy * yd.w + ox;
+                    acc = tte_requant_apply(&rq, o, acc, bias, q.output_offset);
+                    y[i] = tte_clamp_s8_masked(acc, q.act_min, q.act_max, mask, i);
                 }
             }
         }
@@ -56,8 +93,8 @@ void tte_conv2d_s8(const int8_t *x, tte_dims4 xd, const int8_t *w, const int32_t
 }
 
 void tte_linear_s8(const int8_t *x, int32_t n, int32_t k, const int8_t *w, const int32_t *bias,
-                   int8_t *y, int32_t m, int32_t multiplier, int32_t shift,
-                   int32_t filter_offset, tte_s8_params q)
+                   int8_t *y, int32_t m, tte_requant rq, int32_t filter_offset, tte_s8_params q,
+                   uint8_t *mask)
 {
     int32_t b, j, i;
     for (b = 0; b < n; b++) {
@@ -68,14 +105,15 @@ void tte_linear_s8(const int8_t *x, int32_t n, int32_t k, const int8_t *w, const
             for (i = 0; i < k; i++)
                 acc = wadd(acc, ((int32_t)wj[i] + filter_offset) *
                                     ((int32_t)xb[i] + q.input_offset));
-            if (bias) acc = wadd(acc, bias[j]);
-            acc = wadd(tte_requantize(acc, multiplier, shift), q.output_offset);
-            y[(size_t)b * m + j] = clamp_s8(acc, q.act_min, q.act_max);
+            acc = tte_requant_apply(&rq, j, acc, bias, q.output_offset);
+            y[(size_t)b * m + j] = tte_clamp_s8_masked(acc, q.act_min, q.act_max, mask,
+                                                       (size_t)b * m + j);
         }
     }
 }
 
-void tte_add_s8(const int8_t *a, const int8_t *b, int8_t *y, int32_t count, tte_add_s8_params p)
+void tte_add_s8(const int8_t *a, const int8_t *b, int8_t *y, int32_t count, tte_add_s8_params p,
+                uint8_t *mask)
 {
     int32_t i;
     for (i = 0; i < count; i++) {
@@ -85,13 +123,55 @@ void tte_add_s8(const int8_t *a, const int8_t *b, int8_t *y, int32_t count, tte_
         int32_t sb = tte_requantize(vb, p.input2_multiplier, p.input2_shift);
         int32_t r = wadd(tte_requantize(wadd(sa, sb), p.output_multiplier, p.output_shift),
                          p.output_offset);
-        y[i] = clamp_s8(r, p.act_min, p.act_max);
+        y[i] = tte_clamp_s8_masked(r, p.act_min, p.act_max, mask, (size_t)i);
+    }
+}
+
+void tte_add_s8_double(const int8_t *a, const int8_t *b, int8_t *y, int32_t count,
+                       tte_add_s8_double_params p, uint8_t *mask)
+{
+    int32_t i;
+    for (i = 0; i < count; i++) {
+        double total = (double)((int32_t)a[i] - p.a_zero) * p.a_scale +
+                       (double)((int32_t)b[i] - p.b_zero) * p.b_scale;
+        int32_t v = rint_sat32(total / p.out_scale);
+        if (v < INT32_MAX - 128 && v > INT32_MIN + 128) v += p.out_zero;
+        y[i] = tte_clamp_s8_masked(v, p.act_min, p.act_max, mask, (size_t)i);
+    }
+}
+
+void tte_dequantize_s8(const int8_t *x, float *y, int32_t count, double scale, int32_t zero)
+{
+    int32_t i;
+    for (i = 0; i < count; i++) y[i] = (float)(scale * (double)((int32_t)x[i] - zero));
+}
+
+void tte_quantize_half_even_s8(const float *x, int8_t *y, int32_t count, double scale,
+                               int32_t zero)
+{
+    int32_t i;
+    for (i = 0; i < count; i++) {
+        int32_t v = rint_sat32((double)x[i] / scale);
+        if (v < INT32_MAX - 128 && v > INT32_MIN + 128) v += zero;
+        y[i] = clamp_s8(v, -128, 127);
     }
 }
 
 /* Shared window walk of the two pools: max != 0 selects max pooling. */
+/* sum / count rounded to nearest, ties to even (count > 0). */
+static int32_t div_half_even(int32_t sum, int32_t count)
+{
+    int32_t q = sum / count, r = sum % count; /* C: q toward zero, r has sum's sign */
+    if (r < 0) {
+        q -= 1;
+        r += count; /* now floor division: 0 <= r < count */
+    }
+    if (2 * r > count || (2 * r == count && (q & 1))) q += 1;
+    return q;
+}
+
 static void pool_s8(const int8_t *x, tte_dims4 xd, int8_t *y, tte_dims4 yd, tte_window p,
-                    int32_t act_min, int32_t act_max, int max)
+                    int32_t act_min, int32_t act_max, int max, int32_t half_even)
 {
     int32_t n, c, oy, ox, ky, kx;
     for (n = 0; n < yd.n; n++) {
@@ -119,7 +199,9 @@ static void pool_s8(const int8_t *x, tte_dims4 xd, int8_t *y, tte_dims4 yd, tte_
                             count++;
                         }
                     }
-                    if (!max && count > 0)
+                    if (!max && count > 0 && half_even)
+                        acc = div_half_even(acc, count);
+                    else if (!max && count > 0)
                         acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
                     yc[(size_t)oy * yd.w + ox] = clamp_s8(acc, act_min, act_max);
                 }
@@ -129,13 +211,13 @@ static void pool_s8(const int8_t *x, tte_dims4 xd, int8_t *y, tte_dims4 yd, tte_
 }
 
 void tte_avg_pool2d_s8(const int8_t *x, tte_dims4 xd, int8_t *y, tte_dims4 yd, tte_window p,
-                       int32_t act_min, int32_t act_max)
+                       int32_t act_min, int32_t act_max, int32_t half_even)
 {
-    pool_s8(x, xd, y, yd, p, act_min, act_max, 0);
+    pool_s8(x, xd, y, yd, p, act_min, act_max, 0, half_even);
 }
 
 void tte_max_pool2d_s8(const int8_t *x, tte_dims4 xd, int8_t *y, tte_dims4 yd, tte_window p,
                        int32_t act_min, int32_t act_max)
 {
-    pool_s8(x, xd, y, yd, p, act_min, act_max, 1);
+    pool_s8(x, xd, y, yd, p, act_min, act_max, 1, 0);
 }

@@ -13,19 +13,42 @@ TARGETS = ("host",)
 DEFAULT_OPTIMIZER = {"name": "sgd", "lr": 0.01, "momentum": 0.0}
 
 
-def load_model(model: Any, *, fold_batchnorm: bool = True, input_shapes: dict | None = None) -> Graph:
-    """Read a model (path, onnx.ModelProto or an IR Graph) into a forward graph."""
+MCU_OPTIONS = {"num_classes": None, "head": "fp32", "precision": "int8", "input_size": None}
+FORMATS = ".onnx, .tflite or an MCU backbone .pkl"
+
+
+def load_model(model: Any, *, fold_batchnorm: bool = True, input_shapes: dict | None = None,
+               **mcu_options: Any) -> Graph:
+    """Read a model (path, onnx.ModelProto or an IR Graph) into a forward graph.
+
+    MCU backbones (.pkl) take mcu_options: num_classes (a new head), head ("fp32"/"int8"),
+    precision ("int8", or "fp32" for dequantized weights) and input_size."""
     if isinstance(model, Graph):
         return model
+    suffix = ""
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         if not os.path.exists(path):
             raise TTEError(f"model file {path!r} does not exist")
-        if not path.lower().endswith(".onnx"):
-            raise TTEError(f"{path!r}: unknown model format; TTE reads .onnx files")
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix not in (".onnx", ".tflite", ".pkl"):
+            raise TTEError(f"{path!r}: unknown model format; TTE reads {FORMATS} files")
     elif type(model).__name__ != "ModelProto":
-        raise TTEError(f"cannot read a model from {type(model).__name__}; pass a .onnx path, "
-                       "an onnx.ModelProto or a tte Graph")
+        raise TTEError(f"cannot read a model from {type(model).__name__}; pass a path "
+                       f"({FORMATS}), an onnx.ModelProto or a tte Graph")
+    given = {k: v for k, v in mcu_options.items() if v is not None}
+    unknown = set(given) - set(MCU_OPTIONS)
+    if unknown:
+        raise TTEError(f"unknown model options {sorted(unknown)}")
+    if given and suffix != ".pkl":
+        raise TTEError(f"options {sorted(given)} apply to MCU backbones (.pkl) only")
+    if suffix == ".pkl":
+        from tte.frontends.mcu_graph import mcu_graph
+        from tte.frontends.mcu_pickle import load_mcu_pickle
+        return mcu_graph(load_mcu_pickle(path), **{**MCU_OPTIONS, **given})
+    if suffix == ".tflite":
+        from tte.frontends.tflite_frontend import load_tflite
+        return load_tflite(path)
     from tte.frontends.onnx_frontend import load_onnx
     return load_onnx(model, fold_batchnorm=fold_batchnorm, input_shapes=input_shapes)
 
@@ -44,14 +67,20 @@ def _optimizer(optimizer: dict | None) -> dict:
 
 def compile(model: Any, *, update: str | Sequence[str] = "full", loss: str = "cross_entropy",
             optimizer: dict | None = None, target: str = "host", fold_batchnorm: bool = True,
-            input_shapes: dict | None = None) -> Program:
-    """Compile a model into a training program (forward, loss, gradients, in-place SGD)."""
+            input_shapes: dict | None = None, qas: bool = True, master_weights: bool = False,
+            **model_options: Any) -> Program:
+    """Compile a model into a training program (forward, loss, gradients, in-place SGD).
+
+    int8 graphs: qas scales integer gradients (quantization-aware scaling), master_weights
+    keeps fp32 copies of updated int8 weights. model_options go to load_model."""
     if target not in TARGETS:
         raise TTEError(f"target {target!r} is not known; targets: {', '.join(TARGETS)}")
     opt = _optimizer(optimizer)
-    fwd = load_model(model, fold_batchnorm=fold_batchnorm, input_shapes=input_shapes)
+    fwd = load_model(model, fold_batchnorm=fold_batchnorm, input_shapes=input_shapes,
+                     **model_options)
     if len(fwd.inputs) != 1:
         raise TTEError(f"training needs a model with one input, this one has {fwd.inputs}")
     trainable = choose_trainable(fwd, update)
-    training = build_training_graph(fwd, trainable=trainable, loss=loss, optimizer=opt)
+    training = build_training_graph(fwd, trainable=trainable, loss=loss, optimizer=opt,
+                                    qas=qas, master_weights=master_weights)
     return Program(fwd, training, loss=loss, optimizer=opt, target=target)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from tte.autodiff import append_backward
 from tte.errors import TTEError
 from tte.ir.graph import Graph
@@ -12,7 +14,9 @@ from tte.passes import (eliminate_dead_nodes, fuse_gradient_updates, run_passes,
 
 LOSSES = {"cross_entropy": "softmax_cross_entropy", "mse": "mse"}
 # (op, input index) pairs that hold a bias, and pairs that are never trained
-BIAS_SLOTS = {("conv2d", 2), ("linear", 2), ("batch_norm", 2)}
+BIAS_SLOTS = {("conv2d", 2), ("linear", 2), ("batch_norm", 2), ("conv2d_s8", 2)}
+# integer parameters that can be trained: int8 weights and int32 biases of these ops
+INTEGER_SLOTS = {("conv2d_s8", 1), ("conv2d_s8", 2)}
 STATISTIC_SLOTS = {("batch_norm", 3), ("batch_norm", 4)}
 
 
@@ -25,11 +29,16 @@ def _slots(g: Graph) -> dict[str, set[tuple[str, int]]]:
     return used
 
 
+def _can_train(v: Value, used: set[tuple[str, int]]) -> bool:
+    if v.dtype.is_float:
+        return not used & STATISTIC_SLOTS
+    return bool(used) and used <= INTEGER_SLOTS
+
+
 def choose_trainable(g: Graph, update: str | Sequence[str]) -> list[str]:
     """Parameter names to train for update = "full", "bias" or an explicit list."""
     slots = _slots(g)
-    candidates = [p for p in g.params() if g.values[p].dtype.is_float
-                  and not slots.get(p, set()) & STATISTIC_SLOTS]
+    candidates = [p for p in g.params() if _can_train(g.values[p], slots.get(p, set()))]
     if update == "full":
         return candidates
     if update == "bias":
@@ -42,13 +51,16 @@ def choose_trainable(g: Graph, update: str | Sequence[str]) -> list[str]:
             raise TTEError(f"update names {name!r}, which is not a parameter of the model; "
                            f"parameters are: {', '.join(g.params())}")
         if name not in candidates:
-            raise TTEError(f"parameter {name!r} cannot be trained (a batch-norm statistic or "
-                           "an integer tensor)")
+            raise TTEError(f"parameter {name!r} cannot be trained (a batch-norm statistic, or "
+                           "an integer tensor outside an int8 convolution)")
     return names
 
 
 def build_training_graph(fwd: Graph, *, trainable: list[str], loss: str = "cross_entropy",
-                         optimizer: dict) -> Graph:
+                         optimizer: dict, qas: bool = True, master_weights: bool = False) -> Graph:
+    """Forward + loss + backward + updates. Integer parameters (int8 weights, int32 biases)
+    are updated in place by sgd_update_q with QAS factors (qas) and, for int8 weights,
+    optionally through fp32 master copies (master_weights)."""
     if loss not in LOSSES:
         raise TTEError(f"loss={loss!r} is not supported; choose one of {sorted(LOSSES)}")
     if len(fwd.outputs) != 1:
@@ -72,6 +84,9 @@ def build_training_graph(fwd: Graph, *, trainable: list[str], loss: str = "cross
         if p not in grads:
             continue  # the parameter does not reach the loss
         g.values[p].role = Role.trainable
+        if not g.values[p].dtype.is_float:
+            _integer_update(g, p, grads[p], lr, qas, master_weights, momentum)
+            continue
         buf = ""
         if momentum:
             buf = g.fresh(f"{p}.momentum")
@@ -81,3 +96,24 @@ def build_training_graph(fwd: Graph, *, trainable: list[str], loss: str = "cross
                     "weight_decay": optimizer.get("weight_decay", 0.0)})
     g.outputs = [loss_value]
     return run_passes(g, [eliminate_dead_nodes, schedule_updates_early, fuse_gradient_updates])
+
+
+def _integer_update(g: Graph, p: str, grad: str, lr: float, qas: bool, master: bool,
+                    momentum: float) -> None:
+    """sgd_update_q for an int8 weight or int32 bias of a conv2d_s8."""
+    if momentum:
+        raise TTEError(f"momentum is not supported for the integer parameter {p!r}; "
+                       "use momentum=0 for int8 training")
+    node = next(n for n in g.nodes if n.op == "conv2d_s8" and p in n.inputs[1:3])
+    a = node.attrs
+    s_w = np.asarray(a["w_scales"], np.float64)
+    is_weight = node.inputs[1] == p
+    scale = s_w if is_weight else float(a["in_scale"]) * s_w
+    factors = [float(f) for f in scale ** -2] if qas else [1.0] * len(s_w)
+    lo, hi = (-127, 127) if is_weight else (-(1 << 31), (1 << 31) - 1)
+    copy = ""
+    if master and is_weight:
+        copy = g.fresh(f"{p}.master")
+        g.add_value(Value(copy, g.values[p].shape, DType.f32, Role.state))
+        g.data[copy] = g.data[p].astype(np.float32)
+    g.add_node("sgd_update_q", [p, grad, copy], {"lr": lr, "factors": factors, "lo": lo, "hi": hi})

@@ -33,11 +33,15 @@ class HostRunner(Runner):
                                      link_flags=SANITIZE_LINK if sanitize else ())
         self._fn = lambda suffix: getattr(self.lib, f"tte_{self.project.name}_{suffix}")
 
-    def _ptr(self, arr: np.ndarray, ctype: str = "float *"):
-        return self.ffi.cast(ctype, arr.ctypes.data)
+    def _ptr(self, arr: np.ndarray):
+        return self.ffi.cast("void *", arr.ctypes.data)
+
+    def _input(self, x: np.ndarray) -> np.ndarray:
+        g = self.program.forward_graph
+        return np.ascontiguousarray(x, g.values[g.inputs[0]].dtype.numpy)
 
     def _train(self, x: np.ndarray, target: np.ndarray) -> float:
-        x = np.ascontiguousarray(x, np.float32)
+        x = self._input(x)
         loss = np.zeros(1, np.float32)
         if self.program.loss == "cross_entropy":
             rc = self._fn("train_step")(self._ptr(x), int(target[0]), self._ptr(loss))
@@ -50,15 +54,17 @@ class HostRunner(Runner):
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         g = self.program.forward_graph
-        out = np.zeros(g.values[g.outputs[0]].shape, np.float32)
-        self._fn("forward")(self._ptr(np.ascontiguousarray(x, np.float32)), self._ptr(out))
+        y = g.values[g.outputs[0]]
+        out = np.zeros(y.shape, y.dtype.numpy)
+        self._fn("forward")(self._ptr(self._input(x)), self._ptr(out))
         return out
 
     def params(self) -> dict[str, np.ndarray]:
         g = self.program.training_graph
         result = {name: g.data[name].copy() for name in g.params()}
         for i, name in enumerate(self.project.trainable):
+            v = g.values[name]
             size = self._fn("trainable_size")(i)
-            buf = self.ffi.buffer(self._fn("trainable_data")(i), size * 4)
-            result[name] = np.frombuffer(buf, np.float32).copy().reshape(g.values[name].shape)
+            buf = self.ffi.buffer(self._fn("trainable_data")(i), size * v.dtype.itemsize)
+            result[name] = np.frombuffer(buf, v.dtype.numpy).copy().reshape(v.shape)
         return result

@@ -2,8 +2,8 @@
 
 Three levels, all exact (integer paths, no tolerance):
 1. tte_requantize against the numpy int64 model of MultiplyByQuantizedMultiplier
-   (tflite_arith.requantize) over the whole int32 range and shifts -31..30;
-2. every kernel against its numpy reference (tflite_arith) on random geometries, including
+   (tte.quant.arith.requantize) over the whole int32 range and shifts -31..30;
+2. every kernel against its numpy reference (tte.quant.arith) on random geometries, including
    biases at the int32 limits (wrap-around, as TFLite);
 3. the oracle: every CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / ADD / AVERAGE_POOL_2D
    node of real models run in tflite-micro (kPreserveAllTensors), recomputed from the
@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from . import ckernels
-from . import tflite_arith as ta
+from tte.quant import arith as ta
 
 MODELS = Path(__file__).resolve().parents[3] / "shared" / "models"
 I32 = st.integers(ta.INT32_MIN, ta.INT32_MAX)
@@ -49,10 +49,16 @@ def c_conv(k, x, w, bias, win, out_hw, mult, shift, in_off, out_off, lo, hi):
     y = np.empty((x.shape[0], w.shape[0]) + tuple(out_hw), np.int8)
     lib.tte_conv2d_s8(_p(ffi, x, "int8_t"), ckernels.dims4(x.shape), _p(ffi, w, "int8_t"),
                       _p(ffi, bias, "int32_t"), _p(ffi, y, "int8_t"), ckernels.dims4(y.shape),
-                      win, _p(ffi, mult, "int32_t"), _p(ffi, shift, "int32_t"),
+                      win, _requant(ffi, mult, shift, 1),
                       {"input_offset": in_off, "output_offset": out_off, "act_min": lo,
-                       "act_max": hi})
+                       "act_max": hi}, ffi.NULL)
     return y
+
+
+def _requant(ffi, mult, shift, per_channel):
+    """tte_requant over arrays the caller keeps alive."""
+    return {"multiplier": _p(ffi, mult, "int32_t"), "shift": _p(ffi, shift, "int32_t"),
+            "scale": ffi.NULL, "per_channel": per_channel}
 
 
 def c_linear(k, x, w, bias, mult, shift, f_off, in_off, out_off, lo, hi):
@@ -61,10 +67,12 @@ def c_linear(k, x, w, bias, mult, shift, f_off, in_off, out_off, lo, hi):
     w = np.ascontiguousarray(w, np.int8)
     bias = None if bias is None else np.ascontiguousarray(bias, np.int32)
     y = np.empty((x.shape[0], w.shape[0]), np.int8)
+    mult, shift = np.array([mult], np.int32), np.array([shift], np.int32)
     lib.tte_linear_s8(_p(ffi, x, "int8_t"), x.shape[0], x.shape[1], _p(ffi, w, "int8_t"),
-                      _p(ffi, bias, "int32_t"), _p(ffi, y, "int8_t"), w.shape[0], int(mult),
-                      int(shift), f_off, {"input_offset": in_off, "output_offset": out_off,
-                                          "act_min": lo, "act_max": hi})
+                      _p(ffi, bias, "int32_t"), _p(ffi, y, "int8_t"), w.shape[0],
+                      _requant(ffi, mult, shift, 0), f_off,
+                      {"input_offset": in_off, "output_offset": out_off, "act_min": lo,
+                       "act_max": hi}, ffi.NULL)
     return y
 
 
@@ -74,7 +82,7 @@ def c_add(k, a, b, prm):
     b = np.ascontiguousarray(b, np.int8)
     y = np.empty_like(a)
     lib.tte_add_s8(_p(ffi, a, "int8_t"), _p(ffi, b, "int8_t"), _p(ffi, y, "int8_t"), a.size,
-                   prm)
+                   prm, ffi.NULL)
     return y
 
 
@@ -82,8 +90,9 @@ def c_pool(k, name, x, win, out_hw, lo=-128, hi=127):
     ffi, lib = k
     x = np.ascontiguousarray(x, np.int8)
     y = np.empty(x.shape[:2] + tuple(out_hw), np.int8)
+    extra = (0,) if "avg" in name else ()  # TFLite rounding, not half-even
     getattr(lib, name)(_p(ffi, x, "int8_t"), ckernels.dims4(x.shape), _p(ffi, y, "int8_t"),
-                       ckernels.dims4(y.shape), win, lo, hi)
+                       ckernels.dims4(y.shape), win, lo, hi, *extra)
     return y
 
 

@@ -1,4 +1,4 @@
-"""TFLite's integer arithmetic in Python / numpy: the second reference of the int8 kernels.
+"""TFLite's integer arithmetic in numpy: the reference of the int8 IR ops and C kernels.
 
 * `quantize_multiplier(real)` is TFLite's QuantizeMultiplier (quantization_util.cc): frexp,
   round half away from zero of q * 2^31, the q == 2^31 fix-up and flushing shifts below -31
@@ -91,12 +91,44 @@ def activation_range(act: int, scale: float, zero_point: int) -> tuple[int, int]
 
 
 def _finish(acc, bias, mult, shift, out_offset, act_min, act_max, axis_shape):
+    v = requant_tflite(add_bias_wrapped(acc, bias, axis_shape), mult, shift, out_offset,
+                       axis_shape)
+    return np.clip(v, act_min, act_max).astype(np.int8)
+
+
+def add_bias_wrapped(acc, bias, axis_shape):
+    """acc + bias in int32 with wrap-around, as TFLite's kernels add them."""
     if bias is not None:
         acc = acc + np.asarray(bias, np.int64).reshape(axis_shape)
-    acc = wrap32(acc)
-    r = wrap32(requantize(acc, np.asarray(mult).reshape(axis_shape),
-                          np.asarray(shift).reshape(axis_shape)) + out_offset)
-    return np.clip(r, act_min, act_max).astype(np.int8)
+    return wrap32(acc)
+
+
+def requant_tflite(acc, mult, shift, out_offset, axis_shape):
+    """The value before the activation clamp: requantize(acc) + output offset (int32)."""
+    return wrap32(requantize(acc, np.asarray(mult).reshape(axis_shape),
+                             np.asarray(shift).reshape(axis_shape)) + out_offset)
+
+
+def requant_half_even(acc, bias, scale, out_zero, axis_shape):
+    """The MCU backbones' rule (tiny-training's simulator): round((acc + bias) * scale) in
+    double, half to even; acc + bias is exact (no int32 wrap). Saturated to the int32 range
+    so that the value fits the C kernel's int32 before the activation clamp."""
+    if bias is not None:
+        acc = acc + np.asarray(bias, np.int64).reshape(axis_shape)
+    v = np.rint(acc.astype(np.float64) * np.asarray(scale, np.float64).reshape(axis_shape))
+    return np.clip(v + out_zero, INT32_MIN, INT32_MAX).astype(np.int64)
+
+
+def clamp_mask(v, act_min, act_max) -> np.ndarray:
+    """1 bit per element (little-endian bit order): lo <= v <= hi, where the activation
+    clamp passes its gradient."""
+    m = (np.asarray(v) >= act_min) & (np.asarray(v) <= act_max)
+    return np.packbits(m.reshape(-1), bitorder="little")
+
+
+def unpack_mask(mask, shape) -> np.ndarray:
+    n = int(np.prod(shape, dtype=np.int64))
+    return np.unpackbits(mask, count=n, bitorder="little").reshape(shape).astype(bool)
 
 
 def _positions(p, yd_h, yd_w):
@@ -115,8 +147,8 @@ def _gather(x, iy, ix):
     return g, vy[:, None] & vx[None, :]
 
 
-def conv2d_s8(x, w, bias, p, out_hw, mult, shift, in_off, out_off, act_min, act_max):
-    """x [N,C,H,W] int8, w [O,C/g,kh,kw] int8 -> y [N,O,OH,OW] int8."""
+def conv2d_acc(x, w, p, out_hw, in_off):
+    """int64 sum of w * (x + in_off) over each window (positions outside x skipped)."""
     n, c = x.shape[:2]
     o, g = w.shape[0], p["groups"]
     cg, og = c // g, o // g
@@ -129,7 +161,13 @@ def conv2d_s8(x, w, bias, p, out_hw, mult, shift, in_off, out_off, act_min, act_
             acc[:, gi * og:(gi + 1) * og] += np.einsum(
                 "nchw,oc->nohw", v[:, gi * cg:(gi + 1) * cg],
                 w[gi * og:(gi + 1) * og, :, ky, kx].astype(np.int64))
-    return _finish(acc, bias, mult, shift, out_off, act_min, act_max, (1, o, 1, 1))
+    return acc
+
+
+def conv2d_s8(x, w, bias, p, out_hw, mult, shift, in_off, out_off, act_min, act_max):
+    """x [N,C,H,W] int8, w [O,C/g,kh,kw] int8 -> y [N,O,OH,OW] int8."""
+    acc = wrap32(conv2d_acc(x, w, p, out_hw, in_off))
+    return _finish(acc, bias, mult, shift, out_off, act_min, act_max, (1, w.shape[0], 1, 1))
 
 
 def linear_s8(x, w, bias, mult, shift, filter_off, in_off, out_off, act_min, act_max):
@@ -172,13 +210,20 @@ def _pool(x, p, out_hw, fn):
     return fn(np.stack(vals), np.stack(masks))
 
 
-def avg_pool2d_s8(x, p, out_hw, act_min=-128, act_max=127):
+def avg_pool2d_s8(x, p, out_hw, act_min=-128, act_max=127, half_even=False):
+    """TFLite's rounding (half away from zero, C division), or half to even (the MCU
+    backbones' round(mean))."""
     def fn(v, m):
         s = (v * m).sum(0)
         cnt = m.sum(0)
         safe = np.maximum(cnt, 1)
-        num = np.where(s > 0, s + cnt // 2, s - cnt // 2)
-        q = np.sign(num) * (np.abs(num) // safe)  # C division: toward zero
+        if half_even:
+            q = np.floor_divide(s, safe)
+            twice_rem = 2 * (s - q * safe)
+            q = q + ((twice_rem > safe) | ((twice_rem == safe) & (q % 2 == 1)))
+        else:
+            num = np.where(s > 0, s + cnt // 2, s - cnt // 2)
+            q = np.sign(num) * (np.abs(num) // safe)  # C division: toward zero
         return np.clip(np.where(cnt > 0, q, 0), act_min, act_max).astype(np.int8)
     return _pool(x, p, out_hw, fn)
 

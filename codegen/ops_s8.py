@@ -1,0 +1,143 @@
+"""C emitters of the int8 ops (tte/ops/quantized.py): forward, backward and update."""
+from __future__ import annotations
+
+import numpy as np
+
+from codegen.cexpr import dims4, flt, window
+from codegen.ops import Ctx, _conv_window, _in, emits
+from tte.errors import UnsupportedError
+from tte.ir.graph import Node
+from tte.ops.quantized import add_params, conv_multipliers, effective_scales
+
+
+def _params(a: dict) -> str:
+    """tte_s8_params: input offset, output zero point, clamp."""
+    return (f"(tte_s8_params){{{-int(a['in_zero'])}, {int(a['out_zero'])}, "
+            f"{int(a['act_min'])}, {int(a['act_max'])}}}")
+
+
+def _requant(n: Node, c: Ctx, channels: int) -> str:
+    a = n.attrs
+    scales = np.broadcast_to(np.asarray(a["w_scales"], np.float64), (channels,))
+    per_channel = int(len(a["w_scales"]) > 1)
+    scales = scales[:channels if per_channel else 1]
+    if a["rounding"] == "half_even":
+        eff = c.const(effective_scales({**a, "w_scales": scales}), "float64")
+        return f"(tte_requant){{NULL, NULL, {eff}, {per_channel}}}"
+    mult, shift = conv_multipliers(a["in_scale"], scales, a["out_scale"])
+    return (f"(tte_requant){{{c.const(mult, 'int32')}, {c.const(shift, 'int32')}, NULL, "
+            f"{per_channel}}}")
+
+
+def _mask(n: Node, c: Ctx) -> str:
+    return c.p(n.outputs[1]) if len(n.outputs) > 1 else "NULL"
+
+
+@emits("conv2d_s8")
+def _conv(n, c):
+    x, w, b = n.inputs[0], n.inputs[1], _in(n, 2)
+    y = n.outputs[0]
+    return [f"tte_conv2d_s8({c.p(x)}, {dims4(c.shape(x))}, {c.p(w)}, {c.p(b)}, {c.p(y)}, "
+            f"{dims4(c.shape(y))}, {_conv_window(n, c.shape(w))}, "
+            f"{_requant(n, c, c.shape(w)[0])}, {_params(n.attrs)}, {_mask(n, c)});"]
+
+
+@emits("linear_s8")
+def _linear(n, c):
+    x, w, b = n.inputs[0], n.inputs[1], _in(n, 2)
+    (rows, k), m = c.shape(x), c.shape(w)[0]
+    return [f"tte_linear_s8({c.p(x)}, {rows}, {k}, {c.p(w)}, {c.p(b)}, {c.p(n.outputs[0])}, "
+            f"{m}, {_requant(n, c, m)}, {-int(n.attrs['w_zero'])}, {_params(n.attrs)}, "
+            f"{_mask(n, c)});"]
+
+
+@emits("add_s8")
+def _add(n, c):
+    a, b = n.inputs
+    y, at = n.outputs[0], n.attrs
+    head = f"{c.p(a)}, {c.p(b)}, {c.p(y)}, {c.n(y)}"
+    if at["rounding"] == "half_even":
+        prm = (f"(tte_add_s8_double_params){{{at['a_scale']!r}, {at['b_scale']!r}, "
+               f"{at['out_scale']!r}, {int(at['a_zero'])}, {int(at['b_zero'])}, "
+               f"{int(at['out_zero'])}, {int(at['act_min'])}, {int(at['act_max'])}}}")
+        return [f"tte_add_s8_double({head}, {prm}, {_mask(n, c)});"]
+    p = add_params(at)
+    fields = ("input1_offset", "input2_offset", "output_offset", "left_shift",
+              "input1_multiplier", "input1_shift", "input2_multiplier", "input2_shift",
+              "output_multiplier", "output_shift", "act_min", "act_max")
+    prm = "(tte_add_s8_params){" + ", ".join(str(int(p[f])) for f in fields) + "}"
+    return [f"tte_add_s8({head}, {prm}, {_mask(n, c)});"]
+
+
+@emits("avg_pool2d_s8", "max_pool2d_s8")
+def _pool(n, c):
+    x, y, a = n.inputs[0], n.outputs[0], n.attrs
+    tail = f", {int(a['rounding'] == 'half_even')}" if n.op == "avg_pool2d_s8" else ""
+    return [f"tte_{n.op}({c.p(x)}, {dims4(c.shape(x))}, {c.p(y)}, {dims4(c.shape(y))}, "
+            f"{window(a)}, {int(a['act_min'])}, {int(a['act_max'])}{tail});"]
+
+
+@emits("quantize")
+def _quantize(n, c):
+    x, y, a = n.inputs[0], n.outputs[0], n.attrs
+    if a["rounding"] == "half_even":
+        return [f"tte_quantize_half_even_s8({c.p(x)}, {c.p(y)}, {c.n(y)}, {float(a['scale'])!r}, "
+                f"{int(a['zero'])});"]
+    return [f"tte_quantize_s8({c.p(x)}, {c.p(y)}, {c.n(y)}, {flt(a['scale'])}, "
+            f"{int(a['zero'])});"]
+
+
+@emits("dequantize")
+def _dequantize(n, c):
+    x, y, a = n.inputs[0], n.outputs[0], n.attrs
+    return [f"tte_dequantize_s8({c.p(x)}, {c.p(y)}, {c.n(y)}, {float(a['scale'])!r}, "
+            f"{int(a['zero'])});"]
+
+
+# --- backward and update ------------------------------------------------------------------
+
+@emits("mask_grad")
+def _mask_grad(n, c):
+    gy, mask = n.inputs
+    return [f"tte_mask_grad_f32({c.p(gy)}, {c.p(mask)}, {c.p(n.outputs[0])}, {c.n(gy)});"]
+
+
+@emits("conv2d_s8_grad_input")
+def _grad_input(n, c):
+    gy, w = n.inputs
+    gx = n.outputs[0]
+    return [f"tte_conv2d_s8_grad_input({c.p(gy)}, {dims4(c.shape(gy))}, {c.p(w)}, "
+            f"{c.const(n.attrs['w_scales'], 'float32')}, {c.p(gx)}, {dims4(c.shape(gx))}, "
+            f"{_conv_window(n, c.shape(w))});"]
+
+
+@emits("conv2d_s8_grad_weight")
+def _grad_weight(n, c):
+    x, gy = n.inputs
+    gw = n.outputs[0]
+    return [f"tte_conv2d_s8_grad_weight({c.p(x)}, {dims4(c.shape(x))}, "
+            f"{int(n.attrs['in_zero'])}, {c.p(gy)}, {dims4(c.shape(gy))}, {c.p(gw)}, "
+            f"{_conv_window(n, c.shape(gw))}, {c.const(n.attrs['scales'], 'float32')});"]
+
+
+@emits("channel_sum_scaled")
+def _channel_sum_scaled(n, c):
+    gy = n.inputs[0]
+    return [f"tte_channel_sum_scaled_f32({c.p(gy)}, {dims4(c.shape(gy))}, "
+            f"{c.const(n.attrs['scales'], 'float32')}, {c.p(n.outputs[0])});"]
+
+
+@emits("sgd_update_q")
+def _sgd_update_q(n, c):
+    p, g, master = n.inputs[0], n.inputs[1], _in(n, 2)
+    a = n.attrs
+    shape = c.shape(p)
+    factors = c.const(a["factors"], "float32")
+    if c.dtype(p).value == "i32":
+        if master:
+            raise UnsupportedError(f"no fp32 master copy for the int32 tensor {p}")
+        return [f"tte_sgd_update_s32({c.p(p)}, {c.p(g)}, {c.n(p)}, {flt(a['lr'])}, {factors}, "
+                f"{int(a['lo'])}, {int(a['hi'])});"]
+    return [f"tte_sgd_update_s8({c.p(p)}, {c.p(g)}, {c.p(master)}, {shape[0]}, "
+            f"{c.n(p) // shape[0]}, {flt(a['lr'])}, {factors}, {int(a['lo'])}, "
+            f"{int(a['hi'])});"]

@@ -1,0 +1,129 @@
+/* Backward and update kernels of int8 layers; see train_s8.h. */
+#include "train_s8.h"
+
+#include <math.h>
+
+void tte_mask_grad_f32(const float *gy, const uint8_t *mask, float *gx, int32_t count)
+{
+    int32_t i;
+    for (i = 0; i < count; i++)
+        gx[i] = (mask[i >> 3] >> (i & 7)) & 1u ? gy[i] : 0.0f;
+}
+
+void tte_conv2d_s8_grad_input(const float *gy, tte_dims4 yd, const int8_t *w,
+                              const float *w_scale, float *gx, tte_dims4 xd, tte_window p)
+{
+    int32_t cg = xd.c / p.groups, og = yd.c / p.groups;
+    int32_t n, o, oy, ox, ic, ky, kx;
+    size_t i, total = (size_t)xd.n * xd.c * xd.h * xd.w;
+    for (i = 0; i < total; i++) gx[i] = 0.0f;
+    for (n = 0; n < yd.n; n++) {
+        for (o = 0; o < yd.c; o++) {
+            const int8_t *wo = w + (size_t)o * cg * p.kernel_h * p.kernel_w;
+            float *xg = gx + ((size_t)n * xd.c + (size_t)(o / og) * cg) * xd.h * xd.w;
+            const float *go = gy + ((size_t)n * yd.c + o) * yd.h * yd.w;
+            for (oy = 0; oy < yd.h; oy++) {
+                for (ox = 0; ox < yd.w; ox++) {
+                    float g = go[(size_t)oy * yd.w + ox] * w_scale[o];
+                    if (g == 0.0f) continue; /* masked-out outputs are common */
+                    for (ic = 0; ic < cg; ic++) {
+                        float *xc = xg + (size_t)ic * xd.h * xd.w;
+                        const int8_t *wc = wo + (size_t)ic * p.kernel_h * p.kernel_w;
+                        for (ky = 0; ky < p.kernel_h; ky++) {
+                            int32_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
+                            if (iy < 0 || iy >= xd.h) continue;
+                            for (kx = 0; kx < p.kernel_w; kx++) {
+                                int32_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
+                                if (ix < 0 || ix >= xd.w) continue;
+                                xc[(size_t)iy * xd.w + ix] += g * (float)wc[ky * p.kernel_w + kx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void tte_conv2d_s8_grad_weight(const int8_t *x, tte_dims4 xd, int32_t x_zero, const float *gy,
+                               tte_dims4 yd, float *gw, tte_window p, const float *scale)
+{
+    int32_t cg = xd.c / p.groups, og = yd.c / p.groups;
+    int32_t n, o, oy, ox, ic, ky, kx;
+    for (o = 0; o < yd.c; o++) {
+        for (ic = 0; ic < cg; ic++) {
+            for (ky = 0; ky < p.kernel_h; ky++) {
+                for (kx = 0; kx < p.kernel_w; kx++) {
+                    float sum = 0.0f;
+                    for (n = 0; n < yd.n; n++) {
+                        const int8_t *xc = x + ((size_t)n * xd.c + (size_t)(o / og) * cg + ic) *
+                                                   xd.h * xd.w;
+                        const float *go = gy + ((size_t)n * yd.c + o) * yd.h * yd.w;
+                        for (oy = 0; oy < yd.h; oy++) {
+                            int32_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
+                            if (iy < 0 || iy >= xd.h) continue;
+                            for (ox = 0; ox < yd.w; ox++) {
+                                int32_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
+                                if (ix < 0 || ix >= xd.w) continue;
+                                sum += go[(size_t)oy * yd.w + ox] *
+                                       (float)((int32_t)xc[(size_t)iy * xd.w + ix] - x_zero);
+                            }
+                        }
+                    }
+                    gw[(((size_t)o * cg + ic) * p.kernel_h + ky) * p.kernel_w + kx] =
+                        sum * scale[o];
+                }
+            }
+        }
+    }
+}
+
+void tte_channel_sum_scaled_f32(const float *gy, tte_dims4 d, const float *scale, float *out)
+{
+    int32_t n, c;
+    size_t i, hw = (size_t)d.h * d.w;
+    for (c = 0; c < d.c; c++) {
+        float sum = 0.0f;
+        for (n = 0; n < d.n; n++) {
+            const float *g = gy + ((size_t)n * d.c + c) * hw;
+            for (i = 0; i < hw; i++) sum += g[i];
+        }
+        out[c] = sum * scale[c];
+    }
+}
+
+static double clamp_d(double v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+void tte_sgd_update_s8(int8_t *w, const float *g, float *master, int32_t channels,
+                       int32_t per_channel, float lr, const float *factor, int32_t lo,
+                       int32_t hi)
+{
+    int32_t c, k;
+    for (c = 0; c < channels; c++) {
+        for (k = 0; k < per_channel; k++) {
+            size_t i = (size_t)c * per_channel + k;
+            float step = lr * (g[i] * factor[c]);
+            double v;
+            if (master) {
+                master[i] = master[i] - step;
+                v = rintf(master[i]);
+            } else {
+                v = (double)w[i] - (double)rintf(step);
+            }
+            w[i] = (int8_t)clamp_d(v, lo, hi);
+        }
+    }
+}
+
+void tte_sgd_update_s32(int32_t *b, const float *g, int32_t count, float lr,
+                        const float *factor, int32_t lo, int32_t hi)
+{
+    int32_t c;
+    for (c = 0; c < count; c++) {
+        float step = lr * (g[c] * factor[c]);
+        b[c] = (int32_t)clamp_d((double)b[c] - (double)rintf(step), lo, hi);
+    }
+}
