@@ -8,6 +8,9 @@ started with LD_PRELOAD=<libasan.so> <libubsan.so> and ASAN_OPTIONS=detect_leaks
     python tests/sanitized_run.py train MODEL   # prog.build(sanitize=True), STEPS steps against
                                                 # prog.reference(); exit 0 only if every loss,
                                                 # parameter and the forward output match
+    python tests/sanitized_run.py int8 NAME     # int8 training of the MCU backbone NAME
+                                                # (32x32 input, int8 weights and biases with
+                                                # master copies, fp32 head), as `train`
     python tests/sanitized_run.py probe KIND    # a small C file with a deliberate bug, built by
                                                 # targets.host.cbuild.build_c with the runner's
                                                 # SANITIZE_FLAGS; KIND in PROBES
@@ -211,6 +214,29 @@ def train_child(name: str) -> int:
     return 3 if bad else 0
 
 
+MCU_DIR = ROOT.parent / "shared" / "models" / "mcu_imagenet"
+
+
+def int8_child(name: str) -> int:
+    prog = tte.compile(MCU_DIR / f"{name}.pkl", num_classes=2, input_size=32,
+                       optimizer={"lr": 1e-3}, master_weights=True, update="bias")
+    layers = [p for p in prog.training_graph.params() if p.endswith(".weight")][-4:]
+    prog = tte.compile(MCU_DIR / f"{name}.pkl", num_classes=2, input_size=32,
+                       optimizer={"lr": 1e-3}, master_weights=True,
+                       update=layers + [w.replace(".weight", ".bias") for w in layers])
+    c = prog.build(sanitize=True, out_dir=project_dir(f"{name}-int8-sanitized"))
+    rng = np.random.default_rng(0)
+    xs = [rng.uniform(-1, 1, (3, 32, 32)).astype(np.float32) for _ in range(4)]
+    run = run_pair(c, prog.reference(), xs, [0, 1, 0, 1], xs[0])
+    errs = errors_vs_reference(run)
+    bad = failures(errs)
+    bad += [f"param {k} differs" for k, v in run["params_ref"].items()
+            if v.dtype != np.float32 and not np.array_equal(v, run["params_c"][k])]
+    print(json.dumps({"model": name, "loss_err": errs["loss"], "runtimes": _mapped_runtimes(),
+                      "instrumented": _instrumented(c.lib), "failures": bad}))
+    return 3 if bad else 0
+
+
 PROBE_C = r"""
 #include <stdint.h>
 #include <stdlib.h>
@@ -290,6 +316,8 @@ def probe_child(kind: str) -> int:
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "train" and argv[1] in BUILDERS:
         return train_child(argv[1])
+    if len(argv) == 2 and argv[0] == "int8" and (MCU_DIR / f"{argv[1]}.pkl").exists():
+        return int8_child(argv[1])
     if len(argv) == 2 and argv[0] == "probe" and argv[1] in PROBES:
         return probe_child(argv[1])
     print(__doc__, file=sys.stderr)

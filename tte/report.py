@@ -40,6 +40,7 @@ def program_report(prog: "Program", project: "CProject | None" = None) -> dict:
         "tensors": [{"name": v.name, "shape": list(v.shape), "dtype": v.dtype.value,
                      "role": v.role.value, "bytes": v.nbytes}
                     for v in g.values.values() if v.role.persistent],
+        "updates": updated_tensors(g),
         "memory": memory,
         # the training step's node order: arena_tensors' first_node/last_node index it
         "schedule": [{"op": n.op, "phase": n.phase} for n in g.nodes],
@@ -48,6 +49,25 @@ def program_report(prog: "Program", project: "CProject | None" = None) -> dict:
         report["c"] = {"name": project.name, "header": project.header.name,
                        "source": project.source.name}
     return report
+
+
+def updated_tensors(g) -> list[dict]:
+    """What each updated tensor costs in SRAM: the tensor itself (int8 weight, int32 bias or
+    fp32), plus its fp32 master copy or momentum buffer when it has one."""
+    from tte.ops.registry import get_op
+    rows = []
+    for node in g.nodes:
+        targets = [node.inputs[k] for k in get_op(node.op).mutates
+                   if k < len(node.inputs) and node.inputs[k]]
+        if not targets:
+            continue
+        param, extra = g.values[targets[0]], [g.values[t] for t in targets[1:]]
+        kind = "master_copy_bytes" if node.op == "sgd_update_q" else "momentum_bytes"
+        extra_bytes = sum(v.nbytes for v in extra)
+        rows.append({"name": param.name, "dtype": param.dtype.value, "shape": list(param.shape),
+                     "update": node.op, "bytes": param.nbytes, kind: extra_bytes,
+                     "sram_bytes": param.nbytes + extra_bytes})
+    return rows
 
 
 # --- reading it back -----------------------------------------------------------------
@@ -161,6 +181,17 @@ def format_memory(report: dict, sort: str = "offset") -> str:
             line += f"   {over} over the lower bound"
         lines.append(line)
 
+    updates = report.get("updates", [])
+    if updates:
+        lines += ["", f"updated tensors ({len(updates)}): SRAM each costs (tensor + master copy "
+                      "or momentum)"]
+        for u in updates:
+            extra = u.get("master_copy_bytes") or u.get("momentum_bytes") or 0
+            what = " + fp32 master copy" if u.get("master_copy_bytes") else \
+                " + momentum" if extra else ""
+            lines.append(f"  {u['name']:<{max(len(v['name']) for v in updates)}}  "
+                         f"{u['dtype']:>3} {u['bytes']:>9,} B{what and f'{what} {extra:,} B'}"
+                         f"  = {u['sram_bytes']:,} B")
     tensors = list(mem["arena_tensors"])
     key = {"offset": lambda t: (t["offset"], t["first_node"]),
            "size": lambda t: (-t["bytes"], t["offset"]),
