@@ -141,3 +141,13 @@ def _sgd_update_q(n, c):
     return [f"tte_sgd_update_s8({c.p(p)}, {c.p(g)}, {c.p(master)}, {shape[0]}, "
             f"{c.n(p) // shape[0]}, {flt(a['lr'])}, {factors}, {int(a['lo'])}, "
             f"{int(a['hi'])});"]
+
+
+@emits("conv2d_s8_grad_weight_sgd_q")
+def _grad_weight_sgd(n, c):
+    x, gy, w, master = n.inputs[0], n.inputs[1], n.inputs[2], _in(n, 3)
+    a = n.attrs
+    return [f"tte_conv2d_s8_grad_weight_sgd({c.p(x)}, {dims4(c.shape(x))}, {int(a['in_zero'])}, "
+            f"{c.p(gy)}, {dims4(c.shape(gy))}, {c.p(w)}, {c.p(master)}, "
+            f"{_conv_window(n, c.shape(w))}, {c.const(a['scales'], 'float32')}, {flt(a['lr'])}, "
+            f"{c.const(a['factors'], 'float32')}, {int(a['lo'])}, {int(a['hi'])});"]

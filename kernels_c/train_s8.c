@@ -45,37 +45,41 @@ void tte_conv2d_s8_grad_input(const float *gy, tte_dims4 yd, const int8_t *w,
     }
 }
 
-void tte_conv2d_s8_grad_weight(const int8_t *x, tte_dims4 xd, int32_t x_zero, const float *gy,
-                               tte_dims4 yd, float *gw, tte_window p, const float *scale)
+/* d loss / d w_q at one weight element (o, ic, ky, kx), before the scale[o] factor. */
+static float grad_weight_at(const int8_t *x, tte_dims4 xd, int32_t x_zero, const float *gy,
+                            tte_dims4 yd, tte_window p, int32_t o, int32_t ic, int32_t ky,
+                            int32_t kx)
 {
     int32_t cg = xd.c / p.groups, og = yd.c / p.groups;
-    int32_t n, o, oy, ox, ic, ky, kx;
-    for (o = 0; o < yd.c; o++) {
-        for (ic = 0; ic < cg; ic++) {
-            for (ky = 0; ky < p.kernel_h; ky++) {
-                for (kx = 0; kx < p.kernel_w; kx++) {
-                    float sum = 0.0f;
-                    for (n = 0; n < yd.n; n++) {
-                        const int8_t *xc = x + ((size_t)n * xd.c + (size_t)(o / og) * cg + ic) *
-                                                   xd.h * xd.w;
-                        const float *go = gy + ((size_t)n * yd.c + o) * yd.h * yd.w;
-                        for (oy = 0; oy < yd.h; oy++) {
-                            int32_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
-                            if (iy < 0 || iy >= xd.h) continue;
-                            for (ox = 0; ox < yd.w; ox++) {
-                                int32_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
-                                if (ix < 0 || ix >= xd.w) continue;
-                                sum += go[(size_t)oy * yd.w + ox] *
-                                       (float)((int32_t)xc[(size_t)iy * xd.w + ix] - x_zero);
-                            }
-                        }
-                    }
-                    gw[(((size_t)o * cg + ic) * p.kernel_h + ky) * p.kernel_w + kx] =
-                        sum * scale[o];
-                }
+    int32_t n, oy, ox;
+    float sum = 0.0f;
+    for (n = 0; n < yd.n; n++) {
+        const int8_t *xc = x + ((size_t)n * xd.c + (size_t)(o / og) * cg + ic) * xd.h * xd.w;
+        const float *go = gy + ((size_t)n * yd.c + o) * yd.h * yd.w;
+        for (oy = 0; oy < yd.h; oy++) {
+            int32_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
+            if (iy < 0 || iy >= xd.h) continue;
+            for (ox = 0; ox < yd.w; ox++) {
+                int32_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
+                if (ix < 0 || ix >= xd.w) continue;
+                sum += go[(size_t)oy * yd.w + ox] *
+                       (float)((int32_t)xc[(size_t)iy * xd.w + ix] - x_zero);
             }
         }
     }
+    return sum;
+}
+
+void tte_conv2d_s8_grad_weight(const int8_t *x, tte_dims4 xd, int32_t x_zero, const float *gy,
+                               tte_dims4 yd, float *gw, tte_window p, const float *scale)
+{
+    int32_t cg = xd.c / p.groups, o, ic, ky, kx;
+    size_t i = 0;
+    for (o = 0; o < yd.c; o++)
+        for (ic = 0; ic < cg; ic++)
+            for (ky = 0; ky < p.kernel_h; ky++)
+                for (kx = 0; kx < p.kernel_w; kx++)
+                    gw[i++] = grad_weight_at(x, xd, x_zero, gy, yd, p, o, ic, ky, kx) * scale[o];
 }
 
 void tte_channel_sum_scaled_f32(const float *gy, tte_dims4 d, const float *scale, float *out)
@@ -97,6 +101,19 @@ static double clamp_d(double v, int32_t lo, int32_t hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* One int8 element: step it directly, or through its master copy (master may be NULL). */
+static void update_s8(int8_t *w, float *master, size_t i, float step, int32_t lo, int32_t hi)
+{
+    double v;
+    if (master) {
+        master[i] = master[i] - step;
+        v = rintf(master[i]);
+    } else {
+        v = (double)w[i] - (double)rintf(step);
+    }
+    w[i] = (int8_t)clamp_d(v, lo, hi);
+}
+
 void tte_sgd_update_s8(int8_t *w, const float *g, float *master, int32_t channels,
                        int32_t per_channel, float lr, const float *factor, int32_t lo,
                        int32_t hi)
@@ -105,15 +122,26 @@ void tte_sgd_update_s8(int8_t *w, const float *g, float *master, int32_t channel
     for (c = 0; c < channels; c++) {
         for (k = 0; k < per_channel; k++) {
             size_t i = (size_t)c * per_channel + k;
-            float step = lr * (g[i] * factor[c]);
-            double v;
-            if (master) {
-                master[i] = master[i] - step;
-                v = rintf(master[i]);
-            } else {
-                v = (double)w[i] - (double)rintf(step);
+            update_s8(w, master, i, lr * (g[i] * factor[c]), lo, hi);
+        }
+    }
+}
+
+void tte_conv2d_s8_grad_weight_sgd(const int8_t *x, tte_dims4 xd, int32_t x_zero,
+                                   const float *gy, tte_dims4 yd, int8_t *w, float *master,
+                                   tte_window p, const float *scale, float lr,
+                                   const float *factor, int32_t lo, int32_t hi)
+{
+    int32_t cg = xd.c / p.groups, o, ic, ky, kx;
+    size_t i = 0;
+    for (o = 0; o < yd.c; o++) {
+        for (ic = 0; ic < cg; ic++) {
+            for (ky = 0; ky < p.kernel_h; ky++) {
+                for (kx = 0; kx < p.kernel_w; kx++) {
+                    float g = grad_weight_at(x, xd, x_zero, gy, yd, p, o, ic, ky, kx) * scale[o];
+                    update_s8(w, master, i++, lr * (g * factor[o]), lo, hi);
+                }
             }
-            w[i] = (int8_t)clamp_d(v, lo, hi);
         }
     }
 }

@@ -34,6 +34,13 @@ void tte_sgd_update_s8(int8_t *w, const float *g, float *master, int32_t channel
                        int32_t per_channel, float lr, const float *factor, int32_t lo,
                        int32_t hi);
 
+/* The weight gradient applied by tte_sgd_update_s8 element by element as it is computed,
+ * so no gradient buffer exists (w has yd.c rows). */
+void tte_conv2d_s8_grad_weight_sgd(const int8_t *x, tte_dims4 xd, int32_t x_zero,
+                                   const float *gy, tte_dims4 yd, int8_t *w, float *master,
+                                   tte_window p, const float *scale, float lr,
+                                   const float *factor, int32_t lo, int32_t hi);
+
 /* In-place update of an int32 vector (one element per channel). */
 void tte_sgd_update_s32(int32_t *b, const float *g, int32_t count, float lr,
                         const float *factor, int32_t lo, int32_t hi);

@@ -23,9 +23,30 @@ def _cmd_ops(args: argparse.Namespace) -> None:
     print("\nONNX ops read by the frontend:\n  " + ", ".join(SUPPORTED_ONNX_OPS))
 
 
+def _model_options(args: argparse.Namespace) -> dict:
+    """The MCU-backbone options given on the command line (None = not given)."""
+    return {"num_classes": args.num_classes, "head": args.head, "precision": args.precision,
+            "input_size": args.input_size}
+
+
+def _add_model_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--no-fold-batchnorm", action="store_true",
+                   help="ONNX: keep batch-norm as its own op instead of folding it into the "
+                   "conv (its scale and bias are then trainable)")
+    g = s.add_argument_group("MCU backbones (.pkl)")
+    g.add_argument("--num-classes", type=int, metavar="N",
+                   help="replace the ImageNet classifier with a new N-class head")
+    g.add_argument("--head", choices=["fp32", "int8"], help="the new head's precision "
+                   "(default fp32, which the paper found better)")
+    g.add_argument("--precision", choices=["int8", "fp32"], help="int8 graph (default) or "
+                   "the same network with dequantized fp32 weights")
+    g.add_argument("--input-size", type=int, metavar="S", help="input S x S (default 128)")
+
+
 def _cmd_show(args: argparse.Namespace) -> None:
     from tte.api import load_model
-    print(load_model(args.model, fold_batchnorm=not args.no_fold_batchnorm))
+    print(load_model(args.model, fold_batchnorm=not args.no_fold_batchnorm,
+                     **_model_options(args)))
 
 
 def _cmd_compile(args: argparse.Namespace) -> None:
@@ -35,7 +56,8 @@ def _cmd_compile(args: argparse.Namespace) -> None:
     prog = tte.compile(args.model, update=_update_arg(args.update), loss=args.loss,
                        optimizer={"name": "sgd", "lr": args.lr, "momentum": args.momentum,
                                   "weight_decay": args.weight_decay},
-                       fold_batchnorm=not args.no_fold_batchnorm)
+                       fold_batchnorm=not args.no_fold_batchnorm, qas=not args.no_qas,
+                       master_weights=args.master_weights, **_model_options(args))
     out = args.output
     try:
         os.makedirs(out, exist_ok=True)
@@ -78,6 +100,9 @@ def _cmd_report(args: argparse.Namespace) -> None:
         print(f"\nwrote {args.plot}")
 
 
+MODEL_HELP = "path to a .onnx, .tflite or MCU backbone .pkl file"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tte", description="TTE, the tiny training engine: compile "
                                 "a model's training step (forward, loss, gradients, update).")
@@ -87,15 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_cmd_ops)
     s = sub.add_parser("show", help="print a model's IR", description="Read MODEL and print its "
                        "forward IR graph.")
-    s.add_argument("model", help="path to a .onnx file")
-    s.add_argument("--no-fold-batchnorm", action="store_true",
-                   help="keep batch-norm as its own op instead of folding it into the conv")
+    s.add_argument("model", help=MODEL_HELP)
+    _add_model_options(s)
     s.set_defaults(run=_cmd_show)
     s = sub.add_parser("compile", help="compile a training step",
                        description="Derive the training step of MODEL and write into DIR the C "
                        "project (<name>.c, <name>.h), the training graph (training_graph.txt) "
                        "and report.json (ops, tensors, memory plan).")
-    s.add_argument("model", help="path to a .onnx file")
+    s.add_argument("model", help=MODEL_HELP)
     s.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     s.add_argument("--update", default="full", help="'full', 'bias' or comma-separated "
                    "parameter names to train (default: full)")
@@ -103,8 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
     s.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")
     s.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay (default 0)")
-    s.add_argument("--no-fold-batchnorm", action="store_true",
-                   help="keep batch-norm as its own op (its scale and bias are then trainable)")
+    s.add_argument("--no-qas", action="store_true", help="int8 graphs: plain SGD on the "
+                   "integers, without quantization-aware scaling of their gradients")
+    s.add_argument("--master-weights", action="store_true", help="int8 graphs: keep an fp32 "
+                   "master copy of each updated int8 weight (4 bytes per weight of SRAM)")
+    _add_model_options(s)
     s.set_defaults(run=_cmd_compile)
     s = sub.add_parser("report", help="show where a compiled model's bytes go",
                        description="Read DIR/report.json (written by `tte compile MODEL -o "

@@ -327,3 +327,15 @@ def _qsgd_ref(p, gr, master=None, *, lr, factors, lo, hi):
 register(OpDef("sgd_update_q", _qsgd_infer, _qsgd_ref, kernel="tte_sgd_update_q", attrs=QSGD,
                mutates=(0, 2), doc="in-place SGD of an int8 weight or int32 bias, gradient "
                                    "scaled per output channel (QAS), optional fp32 master copy"))
+
+
+def _grad_weight_sgd_ref(x, gy, p, master=None, *, lr, factors, lo, hi, **grad_attrs):
+    g = _grad_weight_ref(x, gy, **grad_attrs)[0]
+    return _qsgd_ref(p, g, master, lr=lr, factors=factors, lo=lo, hi=hi)
+
+
+register(OpDef("conv2d_s8_grad_weight_sgd_q", lambda ins, a: [], _grad_weight_sgd_ref,
+               kernel="tte_conv2d_s8_grad_weight_sgd",
+               attrs={**GEOMETRY, "weight_shape": None, "in_zero": 0, "scales": None, **QSGD},
+               mutates=(2, 3), doc="conv2d_s8 weight gradient (x, gy) applied by sgd_update_q "
+                                   "to (w, master) as it is computed: no gradient buffer"))

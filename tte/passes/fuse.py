@@ -5,22 +5,27 @@ from tte.ir.graph import Graph
 from tte.ops.registry import all_ops
 
 
+# update op -> suffix of the fused op: grad_op + suffix
+UPDATE_SUFFIX = {"sgd_update": "_sgd", "sgd_update_q": "_sgd_q"}
+
+
 def fuse_gradient_updates(g: Graph) -> None:
     """grad(x, gy) -> gw; sgd_update(w, gw, buf) becomes grad_sgd(x, gy, w, buf) at the
-    update's place, when a fused kernel exists and nothing else reads gw."""
-    fusable = {name for name in all_ops() if name.endswith("_sgd")}
+    update's place (likewise sgd_update_q -> grad_sgd_q), when a fused kernel exists and
+    nothing else reads gw."""
+    fusable = set(all_ops())
     uses = g.consumers()
     producer = g.producers()
     drop: set[int] = set()
     for node in g.nodes:
-        if node.op != "sgd_update":
+        if node.op not in UPDATE_SUFFIX:
             continue
         grad = node.inputs[1]
         j = producer.get(grad)
         if j is None or len(uses.get(grad, [])) != 1:
             continue
         src = g.nodes[j]
-        fused = f"{src.op}_sgd"
+        fused = src.op + UPDATE_SUFFIX[node.op]
         if fused not in fusable:
             continue
         node.op = fused
