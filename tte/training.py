@@ -66,7 +66,7 @@ def build_training_graph(fwd: Graph, *, trainable: list[str], loss: str = "cross
     if len(fwd.outputs) != 1:
         raise TTEError(f"training needs a model with one output, this one has {fwd.outputs}")
     g = fwd.copy()
-    out = g.values[fwd.outputs[0]]
+    out = _loss_input(g, loss)
     if loss == "cross_entropy":
         if len(out.shape) != 2:
             raise TTEError(f"cross-entropy needs [batch, classes] logits; the output "
@@ -96,6 +96,24 @@ def build_training_graph(fwd: Graph, *, trainable: list[str], loss: str = "cross
                     "weight_decay": optimizer.get("weight_decay", 0.0)})
     g.outputs = [loss_value]
     return run_passes(g, [eliminate_dead_nodes, schedule_updates_early, fuse_gradient_updates])
+
+
+def _loss_input(g: Graph, loss: str) -> Value:
+    """The value the loss reads: the model output, or for cross-entropy the logits before a
+    final softmax (TFLite classifiers end with one); int8 values are dequantized."""
+    out = g.values[g.outputs[0]]
+    producer = next((n for n in g.nodes if out.name in n.outputs), None)
+    if loss == "cross_entropy" and producer is not None and producer.op in ("softmax",
+                                                                           "softmax_s8"):
+        out = g.values[producer.inputs[0]]
+    if out.dtype == DType.i8:
+        if out.quant is None or out.quant.per_channel:
+            raise TTEError(f"the int8 output {out.name} has no per-tensor scale to dequantize")
+        g.phase = "loss"
+        name = g.emit("dequantize", [out.name], {"scale": out.quant.scale[0],
+                                                 "zero": out.quant.zero_point[0]})
+        out = g.values[name]
+    return out
 
 
 def _integer_update(g: Graph, p: str, grad: str, lr: float, qas: bool, master: bool,

@@ -34,6 +34,7 @@ class HostRunner(Runner):
         self._fn = lambda suffix: getattr(self.lib, f"tte_{self.project.name}_{suffix}")
 
     def _ptr(self, arr: np.ndarray):
+        """A pointer into arr; the caller keeps arr referenced until the C call returns."""
         return self.ffi.cast("void *", arr.ctypes.data)
 
     def _input(self, x: np.ndarray) -> np.ndarray:
@@ -56,7 +57,8 @@ class HostRunner(Runner):
         g = self.program.forward_graph
         y = g.values[g.outputs[0]]
         out = np.zeros(y.shape, y.dtype.numpy)
-        self._fn("forward")(self._ptr(self._input(x)), self._ptr(out))
+        x = self._input(x)  # a converted copy must outlive the call
+        self._fn("forward")(self._ptr(x), self._ptr(out))
         return out
 
     def params(self) -> dict[str, np.ndarray]:

@@ -180,9 +180,9 @@ def _quantize_ref(x, *, scale, zero, rounding):
     np.round(x / scale) in double (the MCU backbones' input rule)."""
     if rounding == "half_even":
         q = np.rint(x.astype(np.float64) / float(scale))
-    else:
-        q = x.astype(np.float32) / np.float32(scale)
-        q = np.sign(q) * np.floor(np.abs(q) + np.float32(0.5))
+    else:  # float32 quotient, then std::round; exact in float64 (no float32 +0.5 rounding)
+        q = (x.astype(np.float32) / np.float32(scale)).astype(np.float64)
+        q = np.trunc(q + np.copysign(0.5, q))
     q = np.clip(q, -(1 << 30), 1 << 30)  # inf and huge values saturate before the int cast
     return [np.clip(q.astype(np.int64) + zero, -128, 127).astype(np.int8)]
 

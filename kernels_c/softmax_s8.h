@@ -1,0 +1,24 @@
+/* int8 SOFTMAX and MEAN bit-exact with TFLite's reference kernel (reference_ops::Softmax for int8 in
+ * and out, which tflite-micro runs): gemmlowp fixed-point exp (input Q5.26) and reciprocal,
+ * output scale 1/256 and zero point -128. The numpy twin is tte/quant/softmax.py, which also
+ * prepares the parameters (PreprocessSoftmaxScaling, CalculateInputRadius). */
+#ifndef TTE_SOFTMAX_S8_H
+#define TTE_SOFTMAX_S8_H
+
+#include "tte_common.h"
+
+typedef struct {
+    int32_t input_multiplier, input_left_shift, diff_min;
+} tte_softmax_s8_params;
+
+/* rows softmaxes over the last axis of x[rows, depth]. */
+void tte_softmax_s8(const int8_t *x, int8_t *y, int32_t rows, int32_t depth,
+                    tte_softmax_s8_params p);
+
+/* MEAN over H and W of x[n, c, h, w] (TFLite reference_integer_ops::Mean):
+ *   y = clamp(round_away(requantize(sum(x - in_zero), multiplier, shift) / (h*w)) + out_zero)
+ * y has shape [n, c, 1, 1]. */
+void tte_mean_s8(const int8_t *x, tte_dims4 xd, int8_t *y, int32_t multiplier, int32_t shift,
+                 int32_t in_zero, int32_t out_zero);
+
+#endif
