@@ -366,8 +366,12 @@ def _pad(n, c):
         raise UnsupportedError(f"the C backend pads with constants only, not {n.attrs['mode']!r}")
     x = n.inputs[0]
     s = c.shape(x)
-    return [f"tte_pad_f32({c.p(x)}, {ints(s)}, {max(len(s), 1)}, {ints(n.attrs['pads'])}, "
-            f"{flt(n.attrs['value'])}, {c.p(n.outputs[0])});"]
+    value = flt(n.attrs["value"]) if c.dtype(x) == DType.f32 else str(int(n.attrs["value"]))
+    kind = {DType.f32: "f32", DType.i8: "s8"}.get(c.dtype(x))
+    if kind is None:
+        raise UnsupportedError(f"the C backend pads f32 and i8 tensors, not {c.dtype(x).value}")
+    return [f"tte_pad_{kind}({c.p(x)}, {ints(s)}, {max(len(s), 1)}, {ints(n.attrs['pads'])}, "
+            f"{value}, {c.p(n.outputs[0])});"]
 
 
 def _slice_args(n: Node, in_shape) -> str:

@@ -168,6 +168,7 @@ def _softmax(n, c):
 @emits("mean_s8")
 def _mean(n, c):
     x, y, a = n.inputs[0], n.outputs[0], n.attrs
-    mult, shift = mean_params(a["in_scale"], a["out_scale"])
+    h, w = c.shape(x)[2:]
+    mult, shift, plain = mean_params(a, h * w)
     return [f"tte_mean_s8({c.p(x)}, {dims4(c.shape(x))}, {c.p(y)}, {mult}, {shift}, "
-            f"{int(a['in_zero'])}, {int(a['out_zero'])});"]
+            f"{int(a['in_zero'])}, {int(a['out_zero'])}, {int(plain)});"]

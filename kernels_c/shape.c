@@ -85,16 +85,17 @@ void tte_concat_f32(const float *const *xs, const int32_t *axis_lens, int32_t co
     }
 }
 
-void tte_pad_f32(const float *x, const int32_t *in_shape, int32_t rank, const int32_t *pads,
-                 float value, float *y)
+/* Constant pad of elements of `size` bytes (value points at one element). */
+static void pad_bytes(const unsigned char *x, const int32_t *in_shape, int32_t rank,
+                      const int32_t *pads, const void *value, size_t size, unsigned char *y)
 {
     int32_t out_shape[TTE_SHAPE_MAX_RANK], in_strides[TTE_SHAPE_MAX_RANK];
     int32_t idx[TTE_SHAPE_MAX_RANK];
     int32_t d, r, i, rows = 1, last, pb, pe, in_last;
-    float *py = y;
+    unsigned char *py = y;
     if (rank < 0 || rank > TTE_SHAPE_MAX_RANK) return;
     if (rank == 0) {
-        y[0] = x[0];
+        memcpy(y, x, size);
         return;
     }
     for (d = 0; d < rank; ++d) {
@@ -108,7 +109,7 @@ void tte_pad_f32(const float *x, const int32_t *in_shape, int32_t rank, const in
     in_last = in_shape[rank - 1];
     pb = pads[rank - 1];
     pe = pads[2 * rank - 1];
-    for (r = 0; r < rows; ++r, py += last) {
+    for (r = 0; r < rows; ++r, py += (size_t)last * size) {
         int32_t off = 0, inside = in_last > 0;
         for (d = 0; d < rank - 1 && inside; ++d) {
             const int32_t k = idx[d] - pads[d];
@@ -116,17 +117,31 @@ void tte_pad_f32(const float *x, const int32_t *in_shape, int32_t rank, const in
             else off += k * in_strides[d];
         }
         if (!inside) {
-            for (i = 0; i < last; ++i) py[i] = value;
+            for (i = 0; i < last; ++i) memcpy(py + (size_t)i * size, value, size);
         } else {
-            for (i = 0; i < pb; ++i) py[i] = value;
-            memcpy(py + pb, x + off, (size_t)in_last * sizeof(float));
-            for (i = 0; i < pe; ++i) py[pb + in_last + i] = value;
+            for (i = 0; i < pb; ++i) memcpy(py + (size_t)i * size, value, size);
+            memcpy(py + (size_t)pb * size, x + (size_t)off * size, (size_t)in_last * size);
+            for (i = 0; i < pe; ++i) memcpy(py + (size_t)(pb + in_last + i) * size, value, size);
         }
         for (d = rank - 2; d >= 0; --d) { /* next output row */
             if (++idx[d] < out_shape[d]) break;
             idx[d] = 0;
         }
     }
+}
+
+void tte_pad_f32(const float *x, const int32_t *in_shape, int32_t rank, const int32_t *pads,
+                 float value, float *y)
+{
+    pad_bytes((const unsigned char *)x, in_shape, rank, pads, &value, sizeof value,
+              (unsigned char *)y);
+}
+
+void tte_pad_s8(const int8_t *x, const int32_t *in_shape, int32_t rank, const int32_t *pads,
+                int8_t value, int8_t *y)
+{
+    pad_bytes((const unsigned char *)x, in_shape, rank, pads, &value, sizeof value,
+              (unsigned char *)y);
 }
 
 /* Base offset and per-axis strides of a slice into its (contiguous) input. */

@@ -1,4 +1,5 @@
-/* Data movement, fp32: copy (reshape), transpose, concat, constant pad, strided slice.
+/* Data movement, fp32 (constant pad also int8): copy (reshape), transpose, concat, constant pad,
+ * strided slice.
  * Outputs must not overlap inputs. Shapes are row-major and contiguous. */
 #ifndef TTE_SHAPE_H
 #define TTE_SHAPE_H
@@ -26,6 +27,8 @@ void tte_concat_f32(const float *const *xs, const int32_t *axis_lens, int32_t co
  * then all ends; non-negative); elements outside x are value. 0 <= rank <= 6. */
 void tte_pad_f32(const float *x, const int32_t *in_shape, int32_t rank, const int32_t *pads,
                  float value, float *y);
+void tte_pad_s8(const int8_t *x, const int32_t *in_shape, int32_t rank, const int32_t *pads,
+                int8_t value, int8_t *y);
 
 /* Strided slice over all rank axes: y[j0, j1, ...] = x[starts[0] + j0 * steps[0], ...],
  * out_shape[d] elements along axis d. Steps are non-zero and may be negative; starts are

@@ -111,16 +111,17 @@ void tte_softmax_s8(const int8_t *x, int8_t *y, int32_t rows, int32_t depth,
 }
 
 void tte_mean_s8(const int8_t *x, tte_dims4 xd, int8_t *y, int32_t multiplier, int32_t shift,
-                 int32_t in_zero, int32_t out_zero)
+                 int32_t in_zero, int32_t out_zero, int32_t plain)
 {
     int32_t count = xd.h * xd.w, plane;
     for (plane = 0; plane < xd.n * xd.c; plane++) {
         const int8_t *xp = x + (size_t)plane * count;
-        int32_t acc = 0, i;
-        for (i = 0; i < count; i++) acc += xp[i] - in_zero;
-        acc = tte_requantize(acc, multiplier, shift);
-        acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-        acc += out_zero;
-        y[plane] = (int8_t)(acc < -128 ? -128 : acc > 127 ? 127 : acc);
+        int32_t sum = 0, i, v;
+        for (i = 0; i < count; i++) sum += xp[i];
+        if (plain)
+            v = sum / count;
+        else
+            v = tte_requantize(sum - in_zero * count, multiplier, shift) + out_zero;
+        y[plane] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
     }
 }

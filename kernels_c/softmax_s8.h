@@ -15,10 +15,12 @@ typedef struct {
 void tte_softmax_s8(const int8_t *x, int8_t *y, int32_t rows, int32_t depth,
                     tte_softmax_s8_params p);
 
-/* MEAN over H and W of x[n, c, h, w] (TFLite reference_integer_ops::Mean):
- *   y = clamp(round_away(requantize(sum(x - in_zero), multiplier, shift) / (h*w)) + out_zero)
+/* MEAN over H and W of x[n, c, h, w] as tflite-micro's EvalIntegerMean: with plain (equal
+ * input and output quantization) y = sum(x) / (h*w) in C division; otherwise
+ *   y = clamp(requantize(sum(x) - in_zero*h*w, multiplier, shift) + out_zero)
+ * with 1/(h*w) folded into multiplier and shift at build time (QuantizedMeanOrSum).
  * y has shape [n, c, 1, 1]. */
 void tte_mean_s8(const int8_t *x, tte_dims4 xd, int8_t *y, int32_t multiplier, int32_t shift,
-                 int32_t in_zero, int32_t out_zero);
+                 int32_t in_zero, int32_t out_zero, int32_t plain);
 
 #endif

@@ -27,23 +27,32 @@ register(OpDef("softmax_s8", _softmax_infer,
                    "zero point -128"))
 
 
-def mean_params(in_scale: float, out_scale: float) -> tuple[int, int]:
-    """TFLite's MEAN multiplier: QuantizeMultiplier(double(s_in) / double(s_out))."""
-    return arith.quantize_multiplier(float(in_scale) / float(out_scale))
+def mean_params(a: dict, count: int) -> tuple[int, int, bool]:
+    """tflite-micro's EvalIntegerMean: with equal input and output quantization the mean is
+    sum / count (C division); otherwise QuantizedMeanOrSum's multiplier for
+    double(s_in) / double(s_out) with 1 / count folded in. Returns (multiplier, shift,
+    plain)."""
+    plain = a["in_zero"] == a["out_zero"] and \
+        np.float32(a["in_scale"]) == np.float32(a["out_scale"])
+    mult, shift = arith.quantize_multiplier(float(a["in_scale"]) / float(a["out_scale"]))
+    fold = min(count.bit_length() - 1, 32, 31 + shift)
+    return int((mult << fold) // count), shift - fold, bool(plain)
 
 
-def _mean_ref(x, *, in_scale, in_zero, out_scale, out_zero):
-    """reference_integer_ops::Mean over H, W of NCHW (TFLite's axes 1, 2 of NHWC):
-    requantize(sum(x - z_in)), divided by the count rounding half away from zero."""
+def _mean_ref(x, **a):
+    """MEAN over H, W of NCHW (TFLite's axes 1, 2 of NHWC), as tflite-micro computes it."""
     count = x.shape[2] * x.shape[3]
-    acc = (x.astype(np.int64) - in_zero).sum(axis=(2, 3), keepdims=True)
-    mult, shift = mean_params(in_scale, out_scale)
-    acc = arith.requantize(acc, mult, shift)
-    q = np.where(acc > 0, (acc + count // 2) // count, -((-acc + count // 2) // count))
-    return [np.clip(q + out_zero, -128, 127).astype(np.int8)]
+    total = x.astype(np.int64).sum(axis=(2, 3), keepdims=True)
+    mult, shift, plain = mean_params(a, count)
+    if plain:
+        q = np.sign(total) * (np.abs(total) // count)  # C division: toward zero
+    else:
+        shifted = arith.wrap32(total - a["in_zero"] * count)
+        q = arith.requantize(shifted, mult, shift) + a["out_zero"]
+    return [np.clip(q, -128, 127).astype(np.int8)]
 
 
 register(OpDef("mean_s8", lambda ins, a: [(ins[0].shape[:2] + (1, 1), DType.i8)], _mean_ref,
                kernel="tte_mean_s8",
                attrs={"in_scale": None, "in_zero": 0, "out_scale": None, "out_zero": 0},
-               doc="int8 mean over H and W (TFLite MEAN, keep_dims), requantized"))
+               doc="int8 mean over H and W (TFLite MEAN, keep_dims), as tflite-micro"))
