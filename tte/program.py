@@ -82,7 +82,8 @@ class Runner:
                                                    np.all(arr == np.round(arr))):
                 raise TTEError(f"label {label!r} is not an integer class index")
             arr = arr.astype(np.int64).reshape(-1)
-            check_labels(arr, g.values[self.program.forward_graph.outputs[0]].shape[1])
+            fwd = self.program.forward_graph
+            check_labels(arr, fwd.values[fwd.outputs[0]].shape[1])
             if arr.shape != want.shape:
                 raise TTEError(f"expected {want.shape[0]} label(s), got {arr.size}")
             return arr.astype(np.int32)
