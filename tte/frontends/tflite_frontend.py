@@ -5,9 +5,16 @@ graph input too: feed [1, C, H, W]; `to_ir_layout` converts an NHWC array), conv
 OHWI become OIHW and depthwise [1, KH, KW, C*dm] becomes [C*dm, 1, KH, KW] with group C.
 Flattening a 4-D tensor follows NHWC order: FULLY_CONNECTED on a 4-D input gets its weight
 columns permuted at import; RESHAPE between 4-D and other ranks transposes at run time only
-where the two orders differ (C > 1 and H*W > 1). Outputs keep the IR layout.
+where the two orders differ (C > 1 and H*W > 1). 4-D constants become NCHW; a lower-rank
+operand of a broadcasting ADD is broadcast against NHWC, as in TFLite. Outputs are given in
+the IR layout (a 4-D output is NCHW; not transposed back).
 
-int8 ops use rounding "tflite" (tte/ops/quantized.py): bit-exact with tflite-micro.
+int8 ops use rounding "tflite" (tte/ops/quantized.py): bit-exact with tflite-micro, which
+tests/test_tflite_frontend.py checks on every tensor of every shipped model. Every int8 and
+int32 value carries its QuantParams; weights and biases are frozen params. Ops:
+SUPPORTED_TFLITE_OPS (int8 and float32 each; a hybrid op, int8 weights with float
+activations, is refused, as tflite-micro refuses it). Fused activations NONE, RELU, RELU6,
+RELU_N1_TO_1 become the int8 ops' act_min/act_max, or relu/clip after a float op.
 """
 from __future__ import annotations
 
@@ -35,7 +42,18 @@ def to_ir_layout(x: np.ndarray) -> np.ndarray:
 
 
 def load_tflite(source: str | os.PathLike | bytes, *, name: str | None = None) -> Graph:
+    """A .tflite model (path or bytes, one subgraph) as an IR forward graph, NCHW.
+
+    The graph input of a 4-D model takes [N, C, H, W] (meta "layout": "NCHW from NHWC");
+    IR values bound to a TFLite tensor carry meta "tflite_tensor" (its index). Raises
+    TTEError for a malformed file, UnsupportedError naming the op or type otherwise."""
     return _Converter(read_tflite(source), name).run()
+
+
+def _nchw_axis(t: TfTensor) -> int:
+    """The quantized dimension of tensor t once its 4-D data is NCHW."""
+    return NCHW_FROM_NHWC.index(t.quantized_dimension) if len(t.shape) == 4 \
+        else t.quantized_dimension
 
 
 def _same_pads(size: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -64,17 +82,20 @@ class _Converter:
         return self.t(i).dtype == "INT8"
 
     def value(self, i: int) -> str:
+        """The IR value of tensor i; a constant becomes a frozen param (4-D ones as NCHW)."""
         if i in self.env:
             return self.env[i]
         t = self.t(i)
         if t.data is None:
             raise TTEError(f"{self.m.name}: tensor {t.name!r} is read before it is written")
-        return self.param(i, t.data)
+        data = t.data.transpose(NCHW_FROM_NHWC) if t.data.ndim == 4 else t.data
+        self.env[i] = self.param(i, data, axis=_nchw_axis(t))
+        return self.env[i]
 
-    def param(self, i: int, data: np.ndarray) -> str:
+    def param(self, i: int, data: np.ndarray, axis: int | None = None) -> str:
         t = self.t(i)
         name = self.g.add_param(self.g.fresh(t.name), np.ascontiguousarray(data))
-        self.set_quant(name, i)
+        self.set_quant(name, i, axis)
         return name
 
     def set_quant(self, name: str, i: int, axis: int | None = None) -> None:
@@ -161,9 +182,22 @@ def _bias(c: _Converter, op: TfOp) -> str:
 
 
 def _no_hybrid(c: _Converter, op: TfOp) -> None:
+    """Weights typed like the activations (int8 or float32), constant, int32 biases for int8."""
+    x, w = c.t(op.inputs[0]), c.t(op.inputs[1])
     if c.is_int8(op.inputs[1]) != c.is_int8(op.inputs[0]):
-        _unsupported(op, "a hybrid op (int8 weights with float activations, which "
-                         "tflite-micro refuses too; quantize the whole model)")
+        _unsupported(op, f"a hybrid op ({w.dtype} weights with {x.dtype} activations; "
+                         "tflite-micro refuses these too; quantize the whole model, weights "
+                         "and activations, to int8, or keep it float32)")
+    if w.data is None:
+        _unsupported(op, "a run-time (non-constant) weight tensor")
+    if w.dtype not in ("INT8", "FLOAT32"):
+        _unsupported(op, f"{w.dtype} weights (int8 and float32 are supported)")
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        b = c.t(op.inputs[2])
+        want = "INT32" if x.dtype == "INT8" else "FLOAT32"
+        if b.dtype != want or b.data is None:
+            _unsupported(op, f"a {b.dtype} bias with {x.dtype} activations (it must be a "
+                             f"constant {want} tensor)")
 
 
 def _conv(c: _Converter, op: TfOp) -> None:
@@ -207,9 +241,15 @@ def _fully_connected(c: _Converter, op: TfOp) -> None:
     m, k = wt.shape
     shape = c.g.values[x].shape
     w = wt.data
-    if len(shape) == 4:  # flattened in NHWC order: permute the weight columns to NCHW order
+    if c.g.values[x].size % k:
+        _unsupported(op, f"an input of shape {c.t(op.inputs[0]).shape} with {k} weight columns")
+    if len(shape) == 4 and k == np.prod(shape[1:]):
+        # TFLite flattens each NHWC row: permute the weight columns to NCHW order instead
         w = w.reshape(m, shape[2], shape[3], shape[1]).transpose(0, 3, 1, 2).reshape(m, k)
-    if len(shape) != 2:
+        x = c.g.emit("reshape", [x], {"shape": [shape[0], k]})
+    elif len(shape) == 4:
+        x = _flatten_nhwc(c, x, c.g.values[x].size // k)
+    elif len(shape) != 2:
         x = c.g.emit("reshape", [x], {"shape": [c.g.values[x].size // k, k]})
     wn = c.param(op.inputs[1], np.ascontiguousarray(w))
     b = _bias(c, op)
@@ -224,13 +264,27 @@ def _fully_connected(c: _Converter, op: TfOp) -> None:
         **c.act_range(op)}))
 
 
+def _broadcast_operand(c: _Converter, i: int, rank: int) -> str:
+    """Tensor i as an operand of a broadcasting op whose output has TFLite rank `rank`: a
+    lower-rank operand of a 4-D op is broadcast against NHWC, so it becomes 4-D NCHW."""
+    x = c.value(i)
+    shape = c.t(i).shape
+    if rank != 4 or len(shape) == 4:
+        return x
+    nhwc = (1,) * (4 - len(shape)) + tuple(shape)
+    x = c.g.emit("reshape", [x], {"shape": list(nhwc)})
+    return c.g.emit("transpose", [x], {"perm": list(NCHW_FROM_NHWC)})
+
+
 def _add(c: _Converter, op: TfOp) -> None:
-    a, b = c.value(op.inputs[0]), c.value(op.inputs[1])
+    rank = len(c.t(op.outputs[0]).shape)
+    a, b = (_broadcast_operand(c, i, rank) for i in op.inputs[:2])
     if not c.is_int8(op.inputs[0]):
         c.out(op, c.float_act(op, c.g.emit("add", [a, b])))
         return
     if c.g.values[a].shape != c.g.values[b].shape:
-        raise UnsupportedError(f"ADD #{op.index}: int8 broadcasting is not supported")
+        _unsupported(op, f"int8 broadcasting ({c.t(op.inputs[0]).shape} + "
+                         f"{c.t(op.inputs[1]).shape}; int8 ADD takes two tensors of one shape)")
     (sa, za), (sb, zb), (so, zo) = (c.quant(i) for i in (*op.inputs, op.outputs[0]))
     c.out(op, c.g.emit("add_s8", [a, b], {"a_scale": sa, "a_zero": za, "b_scale": sb,
                                           "b_zero": zb, "out_scale": so, "out_zero": zo,
@@ -273,8 +327,10 @@ def _softmax(c: _Converter, op: TfOp) -> None:
         raise UnsupportedError(f"SOFTMAX #{op.index} on a 4-D tensor; TTE takes [batch, classes]")
     beta = float(op.options.get("Beta", 1.0))
     if not c.is_int8(op.inputs[0]):
-        c.out(op, c.g.emit("softmax", [x], {"axis": -1}) if beta == 1.0 else _unsupported(
-            op, "float softmax with beta != 1"))
+        if beta != 1.0:
+            x = c.g.emit("mul", [x, c.g.add_param(c.g.fresh(f"softmax{op.index}.beta"),
+                                                  np.array([beta], np.float32))])
+        c.out(op, c.g.emit("softmax", [x], {"axis": -1}))
         return
     if c.quant(op.outputs[0]) != (1 / 256, -128):
         raise UnsupportedError(f"SOFTMAX #{op.index}: int8 output must have scale 1/256 and "
@@ -311,11 +367,24 @@ def _mean(c: _Converter, op: TfOp) -> None:
 
 
 def _pad(c: _Converter, op: TfOp) -> None:
+    """PAD and PADV2: int8 pads with the output zero point (PAD) or the constant (PADV2),
+    which must be quantized like the output, as tflite-micro checks."""
     x = c.value(op.inputs[0])
     pads = np.asarray(_const_ints(c, op.inputs[1], op)).reshape(-1, 2)
     if len(pads) == 4:
         pads = pads[list(NCHW_FROM_NHWC)]
-    value = float(c.quant(op.inputs[0])[1]) if c.is_int8(op.inputs[0]) else 0.0
+    if c.is_int8(op.inputs[0]) and c.quant(op.inputs[0]) != c.quant(op.outputs[0]):
+        _unsupported(op, "int8 padding with different input and output quantization")
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        t = c.t(op.inputs[2])
+        if t.data is None or t.data.size != 1:
+            _unsupported(op, "a padding value that is not one constant")
+        if c.is_int8(op.inputs[0]) and (t.dtype != "INT8" or c.quant(op.inputs[2]) !=
+                                        c.quant(op.outputs[0])):
+            _unsupported(op, "an int8 padding value quantized unlike the output")
+        value = float(t.data.reshape(-1)[0])
+    else:
+        value = float(c.quant(op.outputs[0])[1]) if c.is_int8(op.inputs[0]) else 0.0
     c.out(op, c.g.emit("pad", [x], {"pads": [int(p) for p in pads[:, 0]] +
                                     [int(p) for p in pads[:, 1]], "value": value}))
 
@@ -337,7 +406,7 @@ def _dequantize(c: _Converter, op: TfOp) -> None:
 _HANDLERS: dict[str, Callable[[_Converter, TfOp], None]] = {
     "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "FULLY_CONNECTED": _fully_connected,
     "ADD": _add, "AVERAGE_POOL_2D": _pool, "MAX_POOL_2D": _pool, "RESHAPE": _reshape,
-    "SOFTMAX": _softmax, "MEAN": _mean, "PAD": _pad, "QUANTIZE": _quantize,
+    "SOFTMAX": _softmax, "MEAN": _mean, "PAD": _pad, "PADV2": _pad, "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,
 }
 SUPPORTED_TFLITE_OPS = sorted(_HANDLERS)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tte.ir.types import DType, Value
+from tte.ir.types import Value
 from tte.ops.registry import OpDef, register, same_as
 
 

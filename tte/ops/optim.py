@@ -1,8 +1,6 @@
 """Optimizer updates, applied in place to parameters and optimizer state."""
 from __future__ import annotations
 
-import numpy as np
-
 from tte.ir.types import Value
 from tte.ops.registry import OpDef, get_op, register
 

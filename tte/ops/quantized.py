@@ -192,9 +192,8 @@ def _dequantize_ref(x, *, scale, zero):
     return [(float(scale) * (x.astype(np.float64) - zero)).astype(np.float32)]
 
 
-def _mask_vjp(g, node, prefix: str):
-    """Give node its clamp-mask output (the forward computes it from now on) and return
-    gy * mask's op inputs."""
+def _mask_vjp(g, node):
+    """The node's clamp-mask output, added on first use (the forward writes it from then on)."""
     if not node.attrs["mask"]:
         node.attrs["mask"] = True
         mask = g.fresh(f"{node.outputs[0]}.mask")
@@ -206,7 +205,7 @@ def _mask_vjp(g, node, prefix: str):
 def _conv_vjp(g, node, gys, needs):
     x, w = node.inputs[:2]
     a = node.attrs
-    gacc = g.emit("mask_grad", [gys[0], _mask_vjp(g, node, "conv")])
+    gacc = g.emit("mask_grad", [gys[0], _mask_vjp(g, node)])
     geo = {k: a[k] for k in GEOMETRY}
     w_scales = [float(s) for s in a["w_scales"]]
     gx = g.emit("conv2d_s8_grad_input", [gacc, w],
@@ -222,7 +221,7 @@ def _conv_vjp(g, node, gys, needs):
 
 
 def _add_vjp(g, node, gys, needs):
-    gacc = g.emit("mask_grad", [gys[0], _mask_vjp(g, node, "add")])
+    gacc = g.emit("mask_grad", [gys[0], _mask_vjp(g, node)])
     return [gacc if needs[0] else None, gacc if needs[1] else None]
 
 
