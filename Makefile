@@ -21,7 +21,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/host_step.py
 	$(BIN)/python benchmarks/transfer.py --dataset faces
+	$(BIN)/python benchmarks/transfer.py --dataset faces --head int8
 	$(BIN)/python benchmarks/transfer.py --dataset digits --limit 1500 --steps 2000
+	$(BIN)/python benchmarks/transfer.py --dataset digits --limit 1500 --steps 2000 --head int8
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis
