@@ -119,7 +119,14 @@ def _grad_weight(n, c):
     gw = n.outputs[0]
     return [f"tte_conv2d_s8_grad_weight({c.p(x)}, {dims4(c.shape(x))}, "
             f"{int(n.attrs['in_zero'])}, {c.p(gy)}, {dims4(c.shape(gy))}, {c.p(gw)}, "
-            f"{_conv_window(n, c.shape(gw))}, {c.const(n.attrs['scales'], 'float32')});"]
+            f"{_conv_window(n, c.shape(gw))}, {c.const(n.attrs['scales'], 'float32')}, "
+            f"{_train_channels(n)});"]
+
+
+def _train_channels(n: Node) -> str:
+    count = n.attrs["train_count"]
+    return f"(tte_train_channels){{{int(n.attrs['train_axis'])}, " \
+           f"{-1 if count is None else int(count)}}}"
 
 
 @emits("channel_sum_scaled")
@@ -151,7 +158,8 @@ def _grad_weight_sgd(n, c):
     a = n.attrs
     return [f"tte_conv2d_s8_grad_weight_sgd({c.p(x)}, {dims4(c.shape(x))}, {int(a['in_zero'])}, "
             f"{c.p(gy)}, {dims4(c.shape(gy))}, {c.p(w)}, {c.p(master)}, "
-            f"{_conv_window(n, c.shape(w))}, {c.const(a['scales'], 'float32')}, {flt(a['lr'])}, "
+            f"{_conv_window(n, c.shape(w))}, {c.const(a['scales'], 'float32')}, "
+            f"{_train_channels(n)}, {flt(a['lr'])}, "
             f"{c.const(a['factors'], 'float32')}, {int(a['lo'])}, {int(a['hi'])});"]
 
 

@@ -70,16 +70,23 @@ static float grad_weight_at(const int8_t *x, tte_dims4 xd, int32_t x_zero, const
     return sum;
 }
 
+static int trained(tte_train_channels t, int32_t o, int32_t ic)
+{
+    return t.count < 0 || (t.axis == 0 ? o : ic) < t.count;
+}
+
 void tte_conv2d_s8_grad_weight(const int8_t *x, tte_dims4 xd, int32_t x_zero, const float *gy,
-                               tte_dims4 yd, float *gw, tte_window p, const float *scale)
+                               tte_dims4 yd, float *gw, tte_window p, const float *scale,
+                               tte_train_channels t)
 {
     int32_t cg = xd.c / p.groups, o, ic, ky, kx;
     size_t i = 0;
     for (o = 0; o < yd.c; o++)
         for (ic = 0; ic < cg; ic++)
             for (ky = 0; ky < p.kernel_h; ky++)
-                for (kx = 0; kx < p.kernel_w; kx++)
-                    gw[i++] = grad_weight_at(x, xd, x_zero, gy, yd, p, o, ic, ky, kx) * scale[o];
+                for (kx = 0; kx < p.kernel_w; kx++, i++)
+                    gw[i] = trained(t, o, ic) ? grad_weight_at(x, xd, x_zero, gy, yd, p, o, ic,
+                                                               ky, kx) * scale[o] : 0.0f;
 }
 
 void tte_channel_sum_scaled_f32(const float *gy, tte_dims4 d, const float *scale, float *out)
@@ -129,17 +136,19 @@ void tte_sgd_update_s8(int8_t *w, const float *g, float *master, int32_t channel
 
 void tte_conv2d_s8_grad_weight_sgd(const int8_t *x, tte_dims4 xd, int32_t x_zero,
                                    const float *gy, tte_dims4 yd, int8_t *w, float *master,
-                                   tte_window p, const float *scale, float lr,
-                                   const float *factor, int32_t lo, int32_t hi)
+                                   tte_window p, const float *scale, tte_train_channels t,
+                                   float lr, const float *factor, int32_t lo, int32_t hi)
 {
     int32_t cg = xd.c / p.groups, o, ic, ky, kx;
     size_t i = 0;
     for (o = 0; o < yd.c; o++) {
         for (ic = 0; ic < cg; ic++) {
             for (ky = 0; ky < p.kernel_h; ky++) {
-                for (kx = 0; kx < p.kernel_w; kx++) {
-                    float g = grad_weight_at(x, xd, x_zero, gy, yd, p, o, ic, ky, kx) * scale[o];
-                    update_s8(w, master, i++, lr * (g * factor[o]), lo, hi);
+                for (kx = 0; kx < p.kernel_w; kx++, i++) {
+                    float g;
+                    if (!trained(t, o, ic)) continue;
+                    g = grad_weight_at(x, xd, x_zero, gy, yd, p, o, ic, ky, kx) * scale[o];
+                    update_s8(w, master, i, lr * (g * factor[o]), lo, hi);
                 }
             }
         }

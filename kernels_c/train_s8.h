@@ -21,9 +21,17 @@ void tte_mask_grad_f32(const float *gy, const uint8_t *mask, float *gx, int32_t 
 void tte_conv2d_s8_grad_input(const float *gy, tte_dims4 yd, const int8_t *w,
                               const float *w_scale, float *gx, tte_dims4 xd, tte_window p);
 
-/* gw[o, c, ky, kx] = scale[o] * sum over n, oy, ox of gy * (x - x_zero). */
+/* Partial (sparse) update: only channels [0, count) of weight axis `axis` (0: output,
+ * 1: input channels) train; count < 0 means all. */
+typedef struct {
+    int32_t axis, count;
+} tte_train_channels;
+
+/* gw[o, c, ky, kx] = scale[o] * sum over n, oy, ox of gy * (x - x_zero); 0 (not computed)
+ * outside the trained channels. */
 void tte_conv2d_s8_grad_weight(const int8_t *x, tte_dims4 xd, int32_t x_zero, const float *gy,
-                               tte_dims4 yd, float *gw, tte_window p, const float *scale);
+                               tte_dims4 yd, float *gw, tte_window p, const float *scale,
+                               tte_train_channels t);
 
 /* out[c] = scale[c] * sum over n, h, w of gy[n, c, h, w]. */
 void tte_channel_sum_scaled_f32(const float *gy, tte_dims4 d, const float *scale, float *out);
@@ -35,11 +43,11 @@ void tte_sgd_update_s8(int8_t *w, const float *g, float *master, int32_t channel
                        int32_t hi);
 
 /* The weight gradient applied by tte_sgd_update_s8 element by element as it is computed,
- * so no gradient buffer exists (w has yd.c rows). */
+ * so no gradient buffer exists (w has yd.c rows); untrained channels are left alone. */
 void tte_conv2d_s8_grad_weight_sgd(const int8_t *x, tte_dims4 xd, int32_t x_zero,
                                    const float *gy, tte_dims4 yd, int8_t *w, float *master,
-                                   tte_window p, const float *scale, float lr,
-                                   const float *factor, int32_t lo, int32_t hi);
+                                   tte_window p, const float *scale, tte_train_channels t,
+                                   float lr, const float *factor, int32_t lo, int32_t hi);
 
 /* In-place update of an int32 vector (one element per channel). */
 void tte_sgd_update_s32(int32_t *b, const float *g, int32_t count, float lr,

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 from tte.errors import TTEError
 from tte.ir.graph import Graph
 from tte.program import Program
+from tte.sparse import is_scheme, parse_scheme, resolve
 from tte.training import build_training_graph, choose_trainable
 
 TARGETS = ("host",)
@@ -65,11 +66,14 @@ def _optimizer(optimizer: dict | None) -> dict:
     return opt
 
 
-def compile(model: Any, *, update: str | Sequence[str] = "full", loss: str = "cross_entropy",
+def compile(model: Any, *, update: str | Sequence[str] | dict = "full", loss: str = "cross_entropy",
             optimizer: dict | None = None, target: str = "host", fold_batchnorm: bool = True,
             input_shapes: dict | None = None, qas: bool = True, master_weights: bool = False,
             **model_options: Any) -> Program:
     """Compile a model into a training program (forward, loss, gradients, in-place SGD).
+
+    update: "full", "bias", a list of parameter names, or a sparse-update scheme (a dict, an
+    UpdateScheme or a .json file; see tte.sparse).
 
     int8 graphs: qas scales integer gradients (quantization-aware scaling), master_weights
     keeps fp32 copies of updated int8 weights. model_options go to load_model."""
@@ -80,7 +84,12 @@ def compile(model: Any, *, update: str | Sequence[str] = "full", loss: str = "cr
                      **model_options)
     if len(fwd.inputs) != 1:
         raise TTEError(f"training needs a model with one input, this one has {fwd.inputs}")
-    trainable = choose_trainable(fwd, update)
+    partial = {}
+    if is_scheme(update):
+        trainable, partial = resolve(fwd, parse_scheme(update))
+        choose_trainable(fwd, trainable)  # the same checks as an explicit list
+    else:
+        trainable = choose_trainable(fwd, update)
     training = build_training_graph(fwd, trainable=trainable, loss=loss, optimizer=opt,
-                                    qas=qas, master_weights=master_weights)
+                                    qas=qas, master_weights=master_weights, partial=partial)
     return Program(fwd, training, loss=loss, optimizer=opt, target=target)

@@ -11,7 +11,9 @@ from tte.report import SORT_KEYS
 
 
 def _update_arg(text: str) -> str | list[str]:
-    return text if text in ("full", "bias") else [s for s in text.split(",") if s]
+    if text in ("full", "bias") or text.endswith(".json"):  # a .json file holds a scheme
+        return text
+    return [s for s in text.split(",") if s]
 
 
 def _cmd_ops(args: argparse.Namespace) -> None:
@@ -124,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "and report.json (ops, tensors, memory plan).")
     s.add_argument("model", help=MODEL_HELP)
     s.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
-    s.add_argument("--update", default="full", help="'full', 'bias' or comma-separated "
-                   "parameter names to train (default: full)")
+    s.add_argument("--update", default="full", help="'full', 'bias', comma-separated "
+                   "parameter names, or a sparse-update scheme .json (see tte/sparse.py) "
+                   "(default: full)")
     s.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse"])
     s.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
     s.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")

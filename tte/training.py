@@ -9,6 +9,7 @@ from tte.autodiff import append_backward
 from tte.errors import TTEError
 from tte.ir.graph import Graph
 from tte.ir.types import DType, Role, Value
+from tte.sparse import PartialWeight
 from tte.passes import (eliminate_dead_nodes, fuse_gradient_updates, run_passes,
                         schedule_updates_early)
 
@@ -57,10 +58,12 @@ def choose_trainable(g: Graph, update: str | Sequence[str]) -> list[str]:
 
 
 def build_training_graph(fwd: Graph, *, trainable: list[str], loss: str = "cross_entropy",
-                         optimizer: dict, qas: bool = True, master_weights: bool = False) -> Graph:
+                         optimizer: dict, qas: bool = True, master_weights: bool = False,
+                         partial: dict[str, PartialWeight] | None = None) -> Graph:
     """Forward + loss + backward + updates. Integer parameters (int8 weights, int32 biases)
     are updated in place by sgd_update_q with QAS factors (qas) and, for int8 weights,
-    optionally through fp32 master copies (master_weights)."""
+    optionally through fp32 master copies (master_weights). partial: weights of which only
+    the first channels along an axis train (tte.sparse)."""
     if loss not in LOSSES:
         raise TTEError(f"loss={loss!r} is not supported; choose one of {sorted(LOSSES)}")
     if len(fwd.outputs) != 1:
@@ -78,6 +81,9 @@ def build_training_graph(fwd: Graph, *, trainable: list[str], loss: str = "cross
     loss_value = g.emit(LOSSES[loss], [out.name, target], name_hint="loss")
     g.phase = "backward"
     grads = append_backward(g, {loss_value: None}, set(trainable))
+    for name, part in (partial or {}).items():
+        if name in grads:
+            _limit_channels(g, name, grads[name], part)
     g.phase = "update"
     lr, momentum = optimizer["lr"], optimizer.get("momentum", 0.0)
     for p in trainable:
@@ -96,6 +102,16 @@ def build_training_graph(fwd: Graph, *, trainable: list[str], loss: str = "cross
                     "weight_decay": optimizer.get("weight_decay", 0.0)})
     g.outputs = [loss_value]
     return run_passes(g, [eliminate_dead_nodes, schedule_updates_early, fuse_gradient_updates])
+
+
+def _limit_channels(g: Graph, weight: str, grad: str, part: PartialWeight) -> None:
+    """Compute (and later apply) only the trained channels' weight gradient."""
+    node = next(n for n in g.nodes if grad in n.outputs)
+    if node.op != "conv2d_s8_grad_weight":
+        raise TTEError(f"{weight}: channel ratios below 1 are supported for int8 "
+                       f"convolutions; this weight's gradient comes from {node.op}")
+    node.attrs["train_axis"], node.attrs["train_count"] = part.axis, part.count
+    g.values[weight].meta["train_channels"] = {"axis": part.axis, "count": part.count}
 
 
 def _loss_input(g: Graph, loss: str) -> Value:

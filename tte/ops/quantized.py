@@ -253,6 +253,10 @@ register(OpDef("dequantize", lambda ins, a: [(ins[0].shape, DType.f32)], _dequan
 
 # --- backward ---------------------------------------------------------------------------------
 
+# a partial update trains channels [0, train_count) of weight axis train_axis (None: all)
+TRAIN_CHANNELS = {"train_axis": 0, "train_count": None}
+
+
 def _mask_grad_ref(gy, mask):
     return [np.where(arith.unpack_mask(mask, gy.shape), gy, 0).astype(gy.dtype)]
 
@@ -264,12 +268,17 @@ def _grad_input_ref(gy, w, *, input_shape, w_scales, **geo):
     return f32_grad_input(scaled, w.astype(gy.dtype), input_shape=input_shape, **geo)
 
 
-def _grad_weight_ref(x, gy, *, weight_shape, in_zero, scales, **geo):
-    """d loss / d w_q[o] = s_x * s_w[o] * sum gy * (x_q - x_zero)."""
+def _grad_weight_ref(x, gy, *, weight_shape, in_zero, scales, train_axis, train_count, **geo):
+    """d loss / d w_q[o] = s_x * s_w[o] * sum gy * (x_q - x_zero); with train_count, zero
+    outside the first train_count channels along train_axis (not computed in C)."""
     from tte.ops.conv import _grad_weight_ref as f32_grad_weight
     xs = (x.astype(np.int32) - in_zero).astype(gy.dtype)
     gw = f32_grad_weight(xs, gy, weight_shape=weight_shape, **geo)[0]
-    return [gw * np.asarray(scales, gy.dtype).reshape(-1, 1, 1, 1)]
+    gw = gw * np.asarray(scales, gy.dtype).reshape(-1, 1, 1, 1)
+    if train_count is not None:
+        keep = np.arange(weight_shape[train_axis]) < train_count
+        gw = gw * keep.reshape([-1 if k == train_axis else 1 for k in range(4)])
+    return [gw.astype(gy.dtype, copy=False)]
 
 
 def _channel_sum_scaled_ref(gy, *, scales):
@@ -288,7 +297,8 @@ register(OpDef("conv2d_s8_grad_input", lambda ins, a: [(tuple(a["input_shape"]),
 register(OpDef("conv2d_s8_grad_weight",
                lambda ins, a: [(tuple(a["weight_shape"]), ins[1].dtype)], _grad_weight_ref,
                kernel="tte_conv2d_s8_grad_weight",
-               attrs={**GEOMETRY, "weight_shape": None, "in_zero": 0, "scales": None},
+               attrs={**GEOMETRY, "weight_shape": None, "in_zero": 0, "scales": None,
+                      **TRAIN_CHANNELS},
                doc="gradient of conv2d_s8 w.r.t. its integer weights (x_q, gy)"))
 register(OpDef("channel_sum_scaled", lambda ins, a: [((ins[0].shape[1],), ins[0].dtype)],
                _channel_sum_scaled_ref, kernel="tte_channel_sum_scaled", attrs={"scales": None},
@@ -335,6 +345,7 @@ def _grad_weight_sgd_ref(x, gy, p, master=None, *, lr, factors, lo, hi, **grad_a
 
 register(OpDef("conv2d_s8_grad_weight_sgd_q", lambda ins, a: [], _grad_weight_sgd_ref,
                kernel="tte_conv2d_s8_grad_weight_sgd",
-               attrs={**GEOMETRY, "weight_shape": None, "in_zero": 0, "scales": None, **QSGD},
+               attrs={**GEOMETRY, "weight_shape": None, "in_zero": 0, "scales": None,
+                      **TRAIN_CHANNELS, **QSGD},
                mutates=(2, 3), doc="conv2d_s8 weight gradient (x, gy) applied by sgd_update_q "
                                    "to (w, master) as it is computed: no gradient buffer"))

@@ -1,0 +1,121 @@
+"""Sparse-update schemes: which biases and which channels of which weights a step trains.
+
+Layer numbering follows tiny-training (mit-han-lab), so its published schemes apply as they
+are: the convolutions of the forward graph are numbered from 0 in execution order (first
+conv, each block's pointwise1 / depthwise / pointwise2 and shortcut, feature mix, the
+classifier when it is still a conv). A scheme:
+
+    {"n_bias_update": 20,                 # the last 20 convolutions train their bias
+     "weight_update_idx": [23, 24, 27],   # these convolutions train weights ...
+     "weight_update_ratio": [0, 0.25, 1], # ... of this share of their channels (0: none)
+     "head": true}                        # a new linear head trains fully (default)
+
+A ratio r trains the first round(r * C) channels: of the input channels for a convolution
+(for a 1x1 conv those are the only input-activation channels the gradient reads), of the
+channels for a depthwise one. `channels: "first"` is the only selection so far.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from tte.errors import TTEError
+from tte.ir.graph import Graph, Node
+
+CONV_OPS = ("conv2d", "conv2d_s8")
+RATIOS = (0, 0.125, 0.25, 0.5, 1)
+HEAD_OPS = ("linear",)
+KEYS = {"n_bias_update", "weight_update_idx", "weight_update_ratio", "head", "channels"}
+
+
+@dataclass(frozen=True)
+class UpdateScheme:
+    n_bias_update: int = 0
+    weight_update_idx: tuple[int, ...] = ()
+    weight_update_ratio: tuple[float, ...] = ()
+    head: bool = True
+
+
+@dataclass(frozen=True)
+class PartialWeight:
+    """Train channels [0, count) of `axis` of a weight (0: output, 1: input channels)."""
+    axis: int
+    count: int
+
+
+def is_scheme(update: Any) -> bool:
+    return isinstance(update, (dict, UpdateScheme)) or (
+        isinstance(update, (str, os.PathLike)) and os.fspath(update).endswith(".json"))
+
+
+def parse_scheme(update: Any) -> UpdateScheme:
+    """A scheme from an UpdateScheme, a dict or a JSON file of one."""
+    if isinstance(update, UpdateScheme):
+        return update
+    if not isinstance(update, dict):
+        path = os.fspath(update)
+        try:
+            with open(path) as f:
+                update = json.load(f)
+        except OSError as e:
+            raise TTEError(f"cannot read the update scheme {path!r}: {e.strerror}") from None
+        except json.JSONDecodeError as e:
+            raise TTEError(f"update scheme {path!r} is not valid JSON: {e}") from None
+        if not isinstance(update, dict):
+            raise TTEError(f"update scheme {path!r} must hold a JSON object")
+    unknown = set(update) - KEYS
+    if unknown:
+        raise TTEError(f"unknown update-scheme keys {sorted(unknown)}; known: {sorted(KEYS)}")
+    if update.get("channels", "first") != "first":
+        raise TTEError("update scheme: channels='first' is the only channel selection so far")
+    idx = tuple(int(i) for i in update.get("weight_update_idx", ()))
+    ratios = tuple(float(r) for r in update.get("weight_update_ratio", [1] * len(idx)))
+    if len(ratios) != len(idx):
+        raise TTEError(f"update scheme: {len(idx)} weight layers but {len(ratios)} ratios")
+    bad = [r for r in ratios if r not in RATIOS]
+    if bad:
+        raise TTEError(f"update scheme: ratios {bad} are not in {RATIOS}")
+    n_bias = update.get("n_bias_update", 0)
+    if not isinstance(n_bias, int) or n_bias < 0:
+        raise TTEError(f"update scheme: n_bias_update={n_bias!r} must be an integer >= 0")
+    return UpdateScheme(n_bias, idx, ratios, bool(update.get("head", True)))
+
+
+def conv_layers(g: Graph) -> list[Node]:
+    """The convolutions of a forward graph in execution order: the scheme's layer numbers."""
+    return [n for n in g.nodes if n.op in CONV_OPS]
+
+
+def resolve(g: Graph, scheme: UpdateScheme) -> tuple[list[str], dict[str, PartialWeight]]:
+    """(parameters to train, the partially trained weights among them)."""
+    convs = conv_layers(g)
+    if scheme.n_bias_update > len(convs):
+        raise TTEError(f"n_bias_update={scheme.n_bias_update}, but the model has "
+                       f"{len(convs)} convolution layers")
+    names: list[str] = []
+    partial: dict[str, PartialWeight] = {}
+    for node in convs[len(convs) - scheme.n_bias_update:]:
+        if len(node.inputs) > 2 and node.inputs[2]:
+            names.append(node.inputs[2])
+    for idx, ratio in zip(scheme.weight_update_idx, scheme.weight_update_ratio):
+        if not 0 <= idx < len(convs):
+            raise TTEError(f"weight_update_idx {idx} is not a convolution layer (0.."
+                           f"{len(convs) - 1})")
+        if ratio == 0:
+            continue
+        node = convs[idx]
+        weight = node.inputs[1]
+        shape = g.values[weight].shape
+        depthwise = node.attrs["group"] > 1 and shape[1] == 1
+        axis = 0 if depthwise else 1
+        count = max(1, round(ratio * shape[axis]))
+        names.append(weight)
+        if count < shape[axis]:
+            partial[weight] = PartialWeight(axis, count)
+    if scheme.head:
+        last_conv = g.nodes.index(convs[-1]) if convs else -1
+        names += [p for n in g.nodes[last_conv + 1:] if n.op in HEAD_OPS for p in n.inputs[1:]
+                  if p and g.values[p].role.is_param]
+    return list(dict.fromkeys(names)), partial
