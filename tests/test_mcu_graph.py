@@ -144,3 +144,24 @@ def test_options_only_for_mcu_models(tmp_path):
     onnx_file.write_bytes(b"")
     with pytest.raises(TTEError, match="MCU backbones"):
         tte.compile(onnx_file, num_classes=3)
+
+
+def test_int8_input_equals_float_input_and_saves_sram():
+    """--int8-input: the host quantizes the image (mcu_graph.quantize_image, the graph's own
+    rule); logits equal the float-input graph's and the input takes a quarter of the SRAM."""
+    from tte.frontends.mcu_graph import quantize_image
+    path = _path("mcunet-5fps")
+    options = dict(num_classes=3, input_size=32, update=["head.weight"])
+    p8 = tte.compile(path, int8_input=True, **options)
+    p32 = tte.compile(path, **options)
+    model = load_mcu_pickle(path)
+    c8 = p8.build()
+    for img in _images(32, 2, seed=5):
+        want = p32.reference().forward(img)
+        np.testing.assert_array_equal(p8.reference().forward(quantize_image(model, img)), want)
+        np.testing.assert_allclose(c8.forward(quantize_image(model, img)), want, rtol=1e-5,
+                                   atol=1e-5)
+    sram8, sram32 = (p.report()["memory"]["sram"]["inputs"] for p in (p8, p32))
+    assert sram32 - sram8 == 3 * 32 * 32 * 3
+    with pytest.raises(TTEError, match="int8_input"):
+        tte.compile(path, int8_input=True, precision="fp32")

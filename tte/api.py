@@ -14,7 +14,8 @@ TARGETS = ("host",)
 DEFAULT_OPTIMIZER = {"name": "sgd", "lr": 0.01, "momentum": 0.0}
 
 
-MCU_OPTIONS = {"num_classes": None, "head": "fp32", "precision": "int8", "input_size": None}
+MCU_OPTIONS = {"num_classes": None, "head": "fp32", "precision": "int8", "input_size": None,
+               "int8_input": False}
 FORMATS = ".onnx, .tflite or an MCU backbone .pkl"
 
 
@@ -23,7 +24,7 @@ def load_model(model: Any, *, fold_batchnorm: bool = True, input_shapes: dict | 
     """Read a model (path, onnx.ModelProto or an IR Graph) into a forward graph.
 
     MCU backbones (.pkl) take mcu_options: num_classes (a new head), head ("fp32"/"int8"),
-    precision ("int8", or "fp32" for dequantized weights) and input_size."""
+    precision ("int8", or "fp32" for dequantized weights), input_size and int8_input."""
     if isinstance(model, Graph):
         return model
     suffix = ""
@@ -37,7 +38,7 @@ def load_model(model: Any, *, fold_batchnorm: bool = True, input_shapes: dict | 
     elif type(model).__name__ != "ModelProto":
         raise TTEError(f"cannot read a model from {type(model).__name__}; pass a path "
                        f"({FORMATS}), an onnx.ModelProto or a tte Graph")
-    given = {k: v for k, v in mcu_options.items() if v is not None}
+    given = {k: v for k, v in mcu_options.items() if v is not None and v is not False}
     unknown = set(given) - set(MCU_OPTIONS)
     if unknown:
         raise TTEError(f"unknown model options {sorted(unknown)}")

@@ -31,7 +31,7 @@ def _cmd_ops(args: argparse.Namespace) -> None:
 def _model_options(args: argparse.Namespace) -> dict:
     """The MCU-backbone options given on the command line (None = not given)."""
     return {"num_classes": args.num_classes, "head": args.head, "precision": args.precision,
-            "input_size": args.input_size}
+            "input_size": args.input_size, "int8_input": args.int8_input}
 
 
 def _add_model_options(s: argparse.ArgumentParser) -> None:
@@ -46,6 +46,8 @@ def _add_model_options(s: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", choices=["int8", "fp32"], help="int8 graph (default) or "
                    "the same network with dequantized fp32 weights")
     g.add_argument("--input-size", type=int, metavar="S", help="input S x S (default 128)")
+    g.add_argument("--int8-input", action="store_true", help="take the image already "
+                   "quantized (int8, a quarter of the float input's SRAM)")
 
 
 def _cmd_show(args: argparse.Namespace) -> None:

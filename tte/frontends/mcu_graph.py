@@ -17,7 +17,7 @@ import numpy as np
 from tte.errors import TTEError
 from tte.frontends.mcu_pickle import McuConv, McuConvResidual, McuModel
 from tte.ir.graph import Graph
-from tte.ir.types import QuantParams
+from tte.ir.types import DType, QuantParams
 
 HEADS = ("fp32", "int8")
 PRECISIONS = ("int8", "fp32")
@@ -26,8 +26,14 @@ INT8_HEAD_LOGIT_RANGE = 16.0  # int8 head logits cover [-16, 16)
 
 
 def mcu_graph(model: McuModel, *, num_classes: int | None = None, head: str = "fp32",
-              precision: str = "int8", input_size: int | None = None) -> Graph:
-    """Forward graph: image [1, 3, S, S] in [-1, 1] (float) -> logits [1, classes]."""
+              precision: str = "int8", input_size: int | None = None,
+              int8_input: bool = False) -> Graph:
+    """Forward graph: image [1, 3, S, S] in [-1, 1] (float) -> logits [1, classes].
+
+    int8_input: the image arrives already quantized with first_conv's input scale and zero
+    point (a quarter of the float input's SRAM; `quantize_image` does it on the host)."""
+    if int8_input and precision != "int8":
+        raise TTEError("int8_input needs precision='int8'")
     if precision not in PRECISIONS:
         raise TTEError(f"precision={precision!r}: choose one of {PRECISIONS}")
     if head not in HEADS:
@@ -38,7 +44,15 @@ def mcu_graph(model: McuModel, *, num_classes: int | None = None, head: str = "f
     if size < 32 or size % 32:
         raise TTEError(f"input_size={size}: the backbones take a multiple of 32 (>= 32)")
     b = _Builder(model, precision)
-    return b.build(size, num_classes, head)
+    return b.build(size, num_classes, head, int8_input)
+
+
+def quantize_image(model: McuModel, image: np.ndarray) -> np.ndarray:
+    """A float image in [-1, 1] as the int8 input of mcu_graph(..., int8_input=True): the
+    same rule as the graph's own quantize (round half to even in double)."""
+    c = model.first_conv
+    q = np.rint(np.asarray(image, np.float64) / c.x_scale) + c.x_zero
+    return np.clip(q, -128, 127).astype(np.int8)
 
 
 def _head_init(classes: int, features: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,11 +68,13 @@ class _Builder:
         self.m, self.int8 = model, precision == "int8"
         self.g = Graph(f"{model.name}_{precision}")
 
-    def build(self, size: int, num_classes: int | None, head: str) -> Graph:
+    def build(self, size: int, num_classes: int | None, head: str, int8_input: bool) -> Graph:
         g, m = self.g, self.m
-        x = g.add_input("image", (1, 3, size, size))
         first = m.first_conv
-        if self.int8:
+        x = g.add_input("image", (1, 3, size, size), DType.i8 if int8_input else DType.f32)
+        if int8_input:
+            self.quant(x, first.x_scale, first.x_zero)
+        elif self.int8:
             x = g.emit("quantize", [x], {"scale": first.x_scale, "zero": first.x_zero,
                                          "rounding": "half_even"}, name_hint="image_q")
             self.quant(x, first.x_scale, first.x_zero)
