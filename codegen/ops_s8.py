@@ -177,6 +177,6 @@ def _softmax(n, c):
 def _mean(n, c):
     x, y, a = n.inputs[0], n.outputs[0], n.attrs
     h, w = c.shape(x)[2:]
-    mult, shift, plain = mean_params(a, h * w)
+    mult, shift = mean_params(a, h * w)
     return [f"tte_mean_s8({c.p(x)}, {dims4(c.shape(x))}, {c.p(y)}, {mult}, {shift}, "
-            f"{int(a['in_zero'])}, {int(a['out_zero'])}, {int(plain)});"]
+            f"{int(a['in_zero'])}, {int(a['out_zero'])});"]

@@ -79,6 +79,13 @@ static int32_t clz32(uint32_t x)
     return n;
 }
 
+/* diff * 2^input_left_shift as TFLite's int32 product (the shift may be 31, and C's 1 << 31
+ * would overflow). */
+static int32_t scaled_diff(int32_t diff, tte_softmax_s8_params p)
+{
+    return (int32_t)(uint32_t)((uint64_t)(int64_t)diff << p.input_left_shift);
+}
+
 void tte_softmax_s8(const int8_t *x, int8_t *y, int32_t rows, int32_t depth,
                     tte_softmax_s8_params p)
 {
@@ -92,8 +99,8 @@ void tte_softmax_s8(const int8_t *x, int8_t *y, int32_t rows, int32_t depth,
         for (c = 0; c < depth; c++) {
             int32_t diff = xr[c] - max;
             if (diff >= p.diff_min)
-                sum += div_pot(exp_negative(srdhm(diff * (1 << p.input_left_shift),
-                                                  p.input_multiplier)), ACCUM_BITS);
+                sum += div_pot(exp_negative(srdhm(scaled_diff(diff, p), p.input_multiplier)),
+                               ACCUM_BITS);
         }
         headroom = clz32((uint32_t)sum);
         bits_over_unit = ACCUM_BITS - headroom;
@@ -101,8 +108,7 @@ void tte_softmax_s8(const int8_t *x, int8_t *y, int32_t rows, int32_t depth,
         for (c = 0; c < depth; c++) {
             int32_t diff = xr[c] - max, v = -128;
             if (diff >= p.diff_min) {
-                int32_t e = exp_negative(srdhm(diff * (1 << p.input_left_shift),
-                                               p.input_multiplier));
+                int32_t e = exp_negative(srdhm(scaled_diff(diff, p), p.input_multiplier));
                 v = div_pot(srdhm(scale, e), bits_over_unit + 31 - 8) - 128;
             }
             yr[c] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
@@ -111,17 +117,14 @@ void tte_softmax_s8(const int8_t *x, int8_t *y, int32_t rows, int32_t depth,
 }
 
 void tte_mean_s8(const int8_t *x, tte_dims4 xd, int8_t *y, int32_t multiplier, int32_t shift,
-                 int32_t in_zero, int32_t out_zero, int32_t plain)
+                 int32_t in_zero, int32_t out_zero)
 {
     int32_t count = xd.h * xd.w, plane;
     for (plane = 0; plane < xd.n * xd.c; plane++) {
         const int8_t *xp = x + (size_t)plane * count;
         int32_t sum = 0, i, v;
         for (i = 0; i < count; i++) sum += xp[i];
-        if (plain)
-            v = sum / count;
-        else
-            v = tte_requantize(sum - in_zero * count, multiplier, shift) + out_zero;
+        v = tte_requantize(sum - in_zero * count, multiplier, shift) + out_zero;
         y[plane] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
     }
 }

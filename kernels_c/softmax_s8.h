@@ -11,16 +11,14 @@ typedef struct {
     int32_t input_multiplier, input_left_shift, diff_min;
 } tte_softmax_s8_params;
 
-/* rows softmaxes over the last axis of x[rows, depth]. */
+/* rows softmaxes over the last axis of x[rows, depth], depth < 512. */
 void tte_softmax_s8(const int8_t *x, int8_t *y, int32_t rows, int32_t depth,
                     tte_softmax_s8_params p);
 
-/* MEAN over H and W of x[n, c, h, w] as tflite-micro's EvalIntegerMean: with plain (equal
- * input and output quantization) y = sum(x) / (h*w) in C division; otherwise
+/* MEAN over H and W of x[n, c, h, w] as tflite-micro (QuantizedMeanOrSum):
  *   y = clamp(requantize(sum(x) - in_zero*h*w, multiplier, shift) + out_zero)
- * with 1/(h*w) folded into multiplier and shift at build time (QuantizedMeanOrSum).
- * y has shape [n, c, 1, 1]. */
+ * with 1/(h*w) folded into multiplier and shift at build time. y has shape [n, c, 1, 1]. */
 void tte_mean_s8(const int8_t *x, tte_dims4 xd, int8_t *y, int32_t multiplier, int32_t shift,
-                 int32_t in_zero, int32_t out_zero, int32_t plain);
+                 int32_t in_zero, int32_t out_zero);
 
 #endif

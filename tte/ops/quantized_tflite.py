@@ -8,7 +8,7 @@ from tte.ops.registry import OpDef, register
 from tte.quant import arith
 from tte.quant.softmax import softmax_params, softmax_s8
 
-MAX_SOFTMAX_DEPTH = 1024  # keeps TFLite's final shift below 32 bits
+MAX_SOFTMAX_DEPTH = 511  # a row of 512 equal logits overflows TFLite's sum (TFLM aborts)
 
 
 def _softmax_infer(ins: list[Value | None], a: dict) -> list:
@@ -27,28 +27,21 @@ register(OpDef("softmax_s8", _softmax_infer,
                    "zero point -128"))
 
 
-def mean_params(a: dict, count: int) -> tuple[int, int, bool]:
-    """tflite-micro's EvalIntegerMean: with equal input and output quantization the mean is
-    sum / count (C division); otherwise QuantizedMeanOrSum's multiplier for
-    double(s_in) / double(s_out) with 1 / count folded in. Returns (multiplier, shift,
-    plain)."""
-    plain = a["in_zero"] == a["out_zero"] and \
-        np.float32(a["in_scale"]) == np.float32(a["out_scale"])
+def mean_params(a: dict, count: int) -> tuple[int, int]:
+    """tflite-micro's MEAN (QuantizedMeanOrSum, also when input and output quantization are
+    equal): the multiplier for double(s_in) / double(s_out) with 1 / count folded in."""
     mult, shift = arith.quantize_multiplier(float(a["in_scale"]) / float(a["out_scale"]))
     fold = min(count.bit_length() - 1, 32, 31 + shift)
-    return int((mult << fold) // count), shift - fold, bool(plain)
+    return int((mult << fold) // count), shift - fold
 
 
 def _mean_ref(x, **a):
-    """MEAN over H, W of NCHW (TFLite's axes 1, 2 of NHWC), as tflite-micro computes it."""
+    """MEAN over H, W of NCHW (TFLite's axes 1, 2 of NHWC), as tflite-micro computes it:
+    requantize(sum(x) - in_zero * count) + out_zero."""
     count = x.shape[2] * x.shape[3]
     total = x.astype(np.int64).sum(axis=(2, 3), keepdims=True)
-    mult, shift, plain = mean_params(a, count)
-    if plain:
-        q = np.sign(total) * (np.abs(total) // count)  # C division: toward zero
-    else:
-        shifted = arith.wrap32(total - a["in_zero"] * count)
-        q = arith.requantize(shifted, mult, shift) + a["out_zero"]
+    mult, shift = mean_params(a, count)
+    q = arith.requantize(arith.wrap32(total - a["in_zero"] * count), mult, shift) + a["out_zero"]
     return [np.clip(q, -128, 127).astype(np.int8)]
 
 
