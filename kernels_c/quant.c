@@ -1,9 +1,7 @@
 /* TFLite requantisation; see quant.h. */
 #include "quant.h"
 
-/* gemmlowp SaturatingRoundingDoublingHighMul: round(a*b / 2^31), ties away from zero,
- * saturating the one overflowing case a == b == INT32_MIN. */
-static int32_t srdhm(int32_t a, int32_t b)
+int32_t tte_srdhm(int32_t a, int32_t b)
 {
     int64_t ab, q;
     if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
@@ -13,8 +11,7 @@ static int32_t srdhm(int32_t a, int32_t b)
     return (int32_t)q;
 }
 
-/* gemmlowp RoundingDivideByPOT: x / 2^exponent rounded to nearest, ties away from zero. */
-static int32_t rounding_divide_by_pot(int32_t x, int32_t exponent)
+int32_t tte_rounding_divide_by_pot(int32_t x, int32_t exponent)
 {
     int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
     int32_t remainder = x & mask;
@@ -27,5 +24,5 @@ int32_t tte_requantize(int32_t acc, int32_t multiplier, int32_t shift)
     int32_t left_shift = shift > 0 ? shift : 0;
     int32_t right_shift = shift > 0 ? 0 : -shift;
     int32_t shifted = (int32_t)((uint32_t)acc << left_shift);
-    return rounding_divide_by_pot(srdhm(shifted, multiplier), right_shift);
+    return tte_rounding_divide_by_pot(tte_srdhm(shifted, multiplier), right_shift);
 }

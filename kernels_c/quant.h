@@ -32,4 +32,12 @@ typedef struct {
  * multiplier and shift in [-31, 31]. */
 int32_t tte_requantize(int32_t acc, int32_t multiplier, int32_t shift);
 
+/* gemmlowp SaturatingRoundingDoublingHighMul: round(a*b / 2^31), ties away from zero,
+ * saturating the one overflowing case a == b == INT32_MIN. */
+int32_t tte_srdhm(int32_t a, int32_t b);
+
+/* gemmlowp RoundingDivideByPOT: x / 2^exponent (0..31) rounded to nearest, ties away from
+ * zero. */
+int32_t tte_rounding_divide_by_pot(int32_t x, int32_t exponent);
+
 #endif

@@ -3,25 +3,10 @@
  * never overflow on the ranges involved, as in gemmlowp. */
 #include "softmax_s8.h"
 
-#include "quant.h"
+#include "quant.h" /* tte_srdhm, tte_rounding_divide_by_pot */
 
 #define SCALED_DIFF_BITS 5  /* exp() input: Q5.26 */
 #define ACCUM_BITS 12       /* sum of exps: Q12.19 */
-
-static int32_t srdhm(int32_t a, int32_t b) /* SaturatingRoundingDoublingHighMul */
-{
-    int64_t ab = (int64_t)a * b;
-    int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
-}
-
-static int32_t div_pot(int32_t x, int32_t e) /* RoundingDivideByPOT */
-{
-    int32_t mask = (int32_t)(((uint32_t)1 << e) - 1u);
-    int32_t threshold = (mask >> 1) + (x < 0);
-    return (x >> e) + ((x & mask) > threshold);
-}
 
 static int32_t mul_pot(int32_t x, int32_t e) /* SaturatingRoundingMultiplyByPOT, e > 0 */
 {
@@ -36,10 +21,10 @@ static int32_t exp_interval(int32_t a)
 {
     const int32_t constant_term = 1895147668, one_third = 715827883;
     int32_t x = a + (1 << 28);
-    int32_t x2 = srdhm(x, x), x3 = srdhm(x2, x);
-    int32_t x4_over_4 = div_pot(srdhm(x2, x2), 2);
-    int32_t poly = div_pot(srdhm(x4_over_4 + x3, one_third) + x2, 1);
-    return constant_term + srdhm(constant_term, x + poly);
+    int32_t x2 = tte_srdhm(x, x), x3 = tte_srdhm(x2, x);
+    int32_t x4_over_4 = tte_rounding_divide_by_pot(tte_srdhm(x2, x2), 2);
+    int32_t poly = tte_rounding_divide_by_pot(tte_srdhm(x4_over_4 + x3, one_third) + x2, 1);
+    return constant_term + tte_srdhm(constant_term, x + poly);
 }
 
 /* exp of a Q5.26 value a <= 0, Q0.31: exp on [-1/4, 0) times exp(-2^k) per set bit. */
@@ -52,7 +37,7 @@ static int32_t exp_negative(int32_t a)
     int32_t result = exp_interval(mul_pot(a_mod, SCALED_DIFF_BITS));
     int32_t remainder = a_mod - a, k;
     for (k = -2; k < SCALED_DIFF_BITS; k++)
-        if (remainder & (1 << (frac + k))) result = srdhm(result, mult[k + 2]);
+        if (remainder & (1 << (frac + k))) result = tte_srdhm(result, mult[k + 2]);
     return a == 0 ? INT32_MAX : result;
 }
 
@@ -61,10 +46,10 @@ static int32_t one_over_one_plus(int32_t a)
 {
     int64_t total = (int64_t)a + INT32_MAX;
     int32_t half_den = (int32_t)((total + (total >= 0 ? 1 : -1)) / 2), i;
-    int32_t x = 1515870810 + srdhm(half_den, -1010580540);
+    int32_t x = 1515870810 + tte_srdhm(half_den, -1010580540);
     for (i = 0; i < 3; i++) {
-        int32_t one_minus = (1 << 29) - srdhm(half_den, x);
-        x = x + mul_pot(srdhm(x, one_minus), 2);
+        int32_t one_minus = (1 << 29) - tte_srdhm(half_den, x);
+        x = x + mul_pot(tte_srdhm(x, one_minus), 2);
     }
     return mul_pot(x, 1);
 }
@@ -79,11 +64,13 @@ static int32_t clz32(uint32_t x)
     return n;
 }
 
-/* diff * 2^input_left_shift as TFLite's int32 product (the shift may be 31, and C's 1 << 31
- * would overflow). */
-static int32_t scaled_diff(int32_t diff, tte_softmax_s8_params p)
+/* exp(beta * s_in * diff) in Q0.31 for diff = x - max(row) <= 0: diff * 2^input_left_shift
+ * as TFLite's int32 product (the shift may be 31, where C's 1 << 31 would overflow), then
+ * rescaled to Q5.26. */
+static int32_t exp_of_diff(int32_t diff, tte_softmax_s8_params p)
 {
-    return (int32_t)(uint32_t)((uint64_t)(int64_t)diff << p.input_left_shift);
+    int32_t shifted = (int32_t)(uint32_t)((uint64_t)(int64_t)diff << p.input_left_shift);
+    return exp_negative(tte_srdhm(shifted, p.input_multiplier));
 }
 
 void tte_softmax_s8(const int8_t *x, int8_t *y, int32_t rows, int32_t depth,
@@ -99,8 +86,7 @@ void tte_softmax_s8(const int8_t *x, int8_t *y, int32_t rows, int32_t depth,
         for (c = 0; c < depth; c++) {
             int32_t diff = xr[c] - max;
             if (diff >= p.diff_min)
-                sum += div_pot(exp_negative(srdhm(scaled_diff(diff, p), p.input_multiplier)),
-                               ACCUM_BITS);
+                sum += tte_rounding_divide_by_pot(exp_of_diff(diff, p), ACCUM_BITS);
         }
         headroom = clz32((uint32_t)sum);
         bits_over_unit = ACCUM_BITS - headroom;
@@ -108,8 +94,8 @@ void tte_softmax_s8(const int8_t *x, int8_t *y, int32_t rows, int32_t depth,
         for (c = 0; c < depth; c++) {
             int32_t diff = xr[c] - max, v = -128;
             if (diff >= p.diff_min) {
-                int32_t e = exp_negative(srdhm(scaled_diff(diff, p), p.input_multiplier));
-                v = div_pot(srdhm(scale, e), bits_over_unit + 31 - 8) - 128;
+                int32_t e = tte_srdhm(scale, exp_of_diff(diff, p));
+                v = tte_rounding_divide_by_pot(e, bits_over_unit + 31 - 8) - 128;
             }
             yr[c] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
         }

@@ -1,6 +1,6 @@
-/* int8 SOFTMAX and MEAN bit-exact with TFLite's reference kernel (reference_ops::Softmax for int8 in
- * and out, which tflite-micro runs): gemmlowp fixed-point exp (input Q5.26) and reciprocal,
- * output scale 1/256 and zero point -128. The numpy twin is tte/quant/softmax.py, which also
+/* int8 SOFTMAX and MEAN bit-exact with tflite-micro. SOFTMAX is TFLite's reference kernel
+ * (reference_ops::Softmax, int8 in and out): gemmlowp fixed-point exp (input Q5.26) and
+ * reciprocal, output scale 1/256 and zero point -128. The numpy twin is tte/quant/softmax.py, which also
  * prepares the parameters (PreprocessSoftmaxScaling, CalculateInputRadius). */
 #ifndef TTE_SOFTMAX_S8_H
 #define TTE_SOFTMAX_S8_H

@@ -55,24 +55,30 @@ def wrap32(a):
     return ((a + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
+def srdhm(a, b):
+    """gemmlowp SaturatingRoundingDoublingHighMul: round(a*b / 2^31), ties away from zero,
+    saturating a == b == INT32_MIN."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    ab = a * b
+    ab = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    hi = np.sign(ab) * (np.abs(ab) >> 31)  # C division by 2^31: toward zero
+    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, hi)
+
+
+def rounding_divide_by_pot(x, exponent):
+    """gemmlowp RoundingDivideByPOT (ties away from zero); exponent may be an array."""
+    x, exponent = np.broadcast_arrays(np.asarray(x, np.int64), np.asarray(exponent, np.int64))
+    mask = (np.int64(1) << exponent) - 1
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + ((x & mask) > threshold)
+
+
 def requantize(x, multiplier, shift):
     """MultiplyByQuantizedMultiplier (double rounding); broadcasts its arguments."""
     x = np.asarray(x, dtype=np.int64)
-    m = np.asarray(multiplier, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64)
-    left = np.maximum(shift, 0)
-    right = np.maximum(-shift, 0)
-    a = wrap32(x << left)
-    # SaturatingRoundingDoublingHighMul
-    ab = a * m
-    ab = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    hi = np.sign(ab) * (np.abs(ab) >> 31)  # C division by 2^31: toward zero
-    hi = np.where((a == INT32_MIN) & (m == INT32_MIN), INT32_MAX, wrap32(hi))
-    # RoundingDivideByPOT
-    mask = (np.int64(1) << right) - 1
-    rem = hi & mask
-    thr = (mask >> 1) + (hi < 0)
-    return (hi >> right) + (rem > thr)
+    a = wrap32(x << np.maximum(shift, 0))
+    return rounding_divide_by_pot(srdhm(a, multiplier), np.maximum(-shift, 0))
 
 
 def activation_range(act: int, scale: float, zero_point: int) -> tuple[int, int]:
@@ -170,19 +176,28 @@ def conv2d_s8(x, w, bias, p, out_hw, mult, shift, in_off, out_off, act_min, act_
     return _finish(acc, bias, mult, shift, out_off, act_min, act_max, (1, w.shape[0], 1, 1))
 
 
+def linear_acc(x, w, in_off, filter_off):
+    """int64 sum of (w + filter_off) * (x + in_off): x [N, K], w [M, K] -> [N, M]."""
+    return (x.astype(np.int64) + in_off) @ (w.astype(np.int64) + filter_off).T
+
+
 def linear_s8(x, w, bias, mult, shift, filter_off, in_off, out_off, act_min, act_max):
-    acc = (x.astype(np.int64) + in_off) @ (w.astype(np.int64) + filter_off).T
+    acc = linear_acc(x, w, in_off, filter_off)
     return _finish(acc, bias, mult, shift, out_off, act_min, act_max, (1, -1))
 
 
-def add_s8(a, b, prm: dict):
+def add_s8_value(a, b, prm: dict):
+    """TFLite's int8 ADD before the activation clamp (int32)."""
     va = wrap32((a.astype(np.int64) + prm["input1_offset"]) << prm["left_shift"])
     vb = wrap32((b.astype(np.int64) + prm["input2_offset"]) << prm["left_shift"])
     s = wrap32(requantize(va, prm["input1_multiplier"], prm["input1_shift"])
                + requantize(vb, prm["input2_multiplier"], prm["input2_shift"]))
-    r = wrap32(requantize(s, prm["output_multiplier"], prm["output_shift"])
-               + prm["output_offset"])
-    return np.clip(r, prm["act_min"], prm["act_max"]).astype(np.int8)
+    return wrap32(requantize(s, prm["output_multiplier"], prm["output_shift"])
+                  + prm["output_offset"])
+
+
+def add_s8(a, b, prm: dict):
+    return np.clip(add_s8_value(a, b, prm), prm["act_min"], prm["act_max"]).astype(np.int8)
 
 
 def add_params(s1, z1, s2, z2, so, zo, act=ACT_NONE) -> dict:

@@ -12,27 +12,11 @@ import math
 
 import numpy as np
 
-from tte.quant.arith import INT32_MAX, INT32_MIN, quantize_multiplier, wrap32
+from tte.quant.arith import (INT32_MAX, INT32_MIN, quantize_multiplier, rounding_divide_by_pot,
+                             srdhm, wrap32)
 
 SCALED_DIFF_INTEGER_BITS = 5   # the input of exp() is Q5.26
 ACCUMULATION_INTEGER_BITS = 12  # the sum of exps is Q12.19
-
-
-def srdhm(a, b):
-    """gemmlowp SaturatingRoundingDoublingHighMul."""
-    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-    ab = a * b
-    ab = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    hi = np.sign(ab) * (np.abs(ab) >> 31)  # C division by 2^31: toward zero
-    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, hi)
-
-
-def rounding_divide_by_pot(x, exponent):
-    """gemmlowp RoundingDivideByPOT (round half away from zero); exponent may be an array."""
-    x, exponent = np.broadcast_arrays(np.asarray(x, np.int64), np.asarray(exponent, np.int64))
-    mask = (np.int64(1) << exponent) - 1
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + ((x & mask) > threshold)
 
 
 def mul_by_pot(x, exponent: int):
