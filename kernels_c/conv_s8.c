@@ -16,11 +16,13 @@ static int8_t clamp_s8(int32_t v, int32_t lo, int32_t hi)
     return (int8_t)v;
 }
 
-/* rint of a double, saturated to the int32 range (the clamp to int8 follows anyway). */
-static int32_t rint_sat32(double v)
+/* rint(v) + zero in double, saturated to the int32 range (the clamp to int8 follows anyway;
+ * NaN becomes INT32_MIN rather than an undefined conversion): the half-even rule's value
+ * before its clamp, as the numpy reference computes it. */
+static int32_t rint_plus_zero(double v, int32_t zero)
 {
-    v = rint(v);
-    if (v < -2147483648.0) return INT32_MIN;
+    v = rint(v) + zero;
+    if (v != v || v < -2147483648.0) return INT32_MIN;
     if (v > 2147483647.0) return INT32_MAX;
     return (int32_t)v;
 }
@@ -44,8 +46,7 @@ int32_t tte_requant_apply(const tte_requant *r, int32_t c, int32_t acc, const in
     int32_t k = r->per_channel ? c : 0;
     if (r->scale) {
         double sum = (double)acc + (bias ? (double)bias[c] : 0.0);
-        int32_t v = rint_sat32(sum * r->scale[k]);
-        return v > INT32_MAX - 128 || v < INT32_MIN + 128 ? v : v + output_offset;
+        return rint_plus_zero(sum * r->scale[k], output_offset);
     }
     if (bias) acc = wadd(acc, bias[c]);
     return wadd(tte_requantize(acc, r->multiplier[k], r->shift[k]), output_offset);
@@ -134,8 +135,7 @@ void tte_add_s8_double(const int8_t *a, const int8_t *b, int8_t *y, int32_t coun
     for (i = 0; i < count; i++) {
         double total = (double)((int32_t)a[i] - p.a_zero) * p.a_scale +
                        (double)((int32_t)b[i] - p.b_zero) * p.b_scale;
-        int32_t v = rint_sat32(total / p.out_scale);
-        if (v < INT32_MAX - 128 && v > INT32_MIN + 128) v += p.out_zero;
+        int32_t v = rint_plus_zero(total / p.out_scale, p.out_zero);
         y[i] = tte_clamp_s8_masked(v, p.act_min, p.act_max, mask, (size_t)i);
     }
 }
@@ -160,11 +160,8 @@ void tte_quantize_half_even_s8(const float *x, int8_t *y, int32_t count, double 
                                int32_t zero)
 {
     int32_t i;
-    for (i = 0; i < count; i++) {
-        int32_t v = rint_sat32((double)x[i] / scale);
-        if (v < INT32_MAX - 128 && v > INT32_MIN + 128) v += zero;
-        y[i] = clamp_s8(v, -128, 127);
-    }
+    for (i = 0; i < count; i++)
+        y[i] = clamp_s8(rint_plus_zero((double)x[i] / scale, zero), -128, 127);
 }
 
 /* Shared window walk of the two pools: max != 0 selects max pooling. */
