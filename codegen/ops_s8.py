@@ -7,6 +7,7 @@ from codegen.cexpr import dims4, flt, window
 from codegen.ops import Ctx, _conv_window, _in, emits
 from tte.errors import UnsupportedError
 from tte.ir.graph import Node
+from tte.ir.types import DType
 from tte.ops.quantized import add_params, conv_multipliers, effective_scales
 from tte.ops.quantized_tflite import mean_params
 from tte.quant.softmax import softmax_params
@@ -142,7 +143,7 @@ def _sgd_update_q(n, c):
     a = n.attrs
     shape = c.shape(p)
     factors = c.const(a["factors"], "float32")
-    if c.dtype(p).value == "i32":
+    if c.dtype(p) == DType.i32:
         if master:
             raise UnsupportedError(f"no fp32 master copy for the int32 tensor {p}")
         return [f"tte_sgd_update_s32({c.p(p)}, {c.p(g)}, {c.n(p)}, {flt(a['lr'])}, {factors}, "

@@ -62,7 +62,8 @@ def updated_tensors(g) -> list[dict]:
         if not targets:
             continue
         param, extra = g.values[targets[0]], [g.values[t] for t in targets[1:]]
-        kind = "master_copy_bytes" if node.op.endswith("_q") else "momentum_bytes"
+        # an fp32 state of an integer tensor is its master copy; of a float one, momentum
+        kind = "momentum_bytes" if param.dtype.is_float else "master_copy_bytes"
         extra_bytes = sum(v.nbytes for v in extra)
         rows.append({"name": param.name, "dtype": param.dtype.value, "shape": list(param.shape),
                      "update": node.op, "bytes": param.nbytes, kind: extra_bytes,

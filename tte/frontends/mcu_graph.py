@@ -18,6 +18,7 @@ from tte.errors import TTEError
 from tte.frontends.mcu_pickle import McuConv, McuConvResidual, McuModel
 from tte.ir.graph import Graph
 from tte.ir.types import DType, QuantParams
+from tte.ops import get_op
 
 HEADS = ("fp32", "int8")
 PRECISIONS = ("int8", "fp32")
@@ -51,8 +52,8 @@ def quantize_image(model: McuModel, image: np.ndarray) -> np.ndarray:
     """A float image in [-1, 1] as the int8 input of mcu_graph(..., int8_input=True): the
     same rule as the graph's own quantize (round half to even in double)."""
     c = model.first_conv
-    q = np.rint(np.asarray(image, np.float64) / c.x_scale) + c.x_zero
-    return np.clip(q, -128, 127).astype(np.int8)
+    quantize = get_op("quantize").ref
+    return quantize(np.asarray(image), scale=c.x_scale, zero=c.x_zero, rounding="half_even")[0]
 
 
 def _head_init(classes: int, features: int) -> tuple[np.ndarray, np.ndarray]:

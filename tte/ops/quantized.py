@@ -110,7 +110,7 @@ def _linear_infer(ins: list[Value | None], a: dict) -> list:
 
 
 def _linear_ref(x, w, b=None, **a):
-    acc = (x.astype(np.int64) - a["in_zero"]) @ (w.astype(np.int64) - a["w_zero"]).T
+    acc = arith.linear_acc(x, w, -a["in_zero"], -a["w_zero"])
     scales = np.broadcast_to(a["w_scales"], (w.shape[0],))
     return _finish(_requant(acc, b, {**a, "w_scales": scales}, (1, -1)), a)
 
@@ -140,14 +140,7 @@ def _add_ref(x, y, **a):
         v = np.clip(np.rint(total / a["out_scale"]) + a["out_zero"], arith.INT32_MIN,
                     arith.INT32_MAX)
         return _finish(v.astype(np.int64), a)
-    p = add_params(a)
-    va = arith.wrap32((x.astype(np.int64) + p["input1_offset"]) << p["left_shift"])
-    vb = arith.wrap32((y.astype(np.int64) + p["input2_offset"]) << p["left_shift"])
-    s = arith.wrap32(arith.requantize(va, p["input1_multiplier"], p["input1_shift"])
-                     + arith.requantize(vb, p["input2_multiplier"], p["input2_shift"]))
-    v = arith.wrap32(arith.requantize(s, p["output_multiplier"], p["output_shift"])
-                     + p["output_offset"])
-    return _finish(v, a)
+    return _finish(arith.add_s8_value(x, y, add_params(a)), a)
 
 
 POOL_S8 = {**AVG, **ACT, "rounding": "tflite"}
