@@ -70,14 +70,16 @@ def _optimizer(optimizer: dict | None) -> dict:
 def compile(model: Any, *, update: str | Sequence[str] | dict = "full", loss: str = "cross_entropy",
             optimizer: dict | None = None, target: str = "host", fold_batchnorm: bool = True,
             input_shapes: dict | None = None, qas: bool = True, master_weights: bool = False,
-            **model_options: Any) -> Program:
+            reorder: bool = True, **model_options: Any) -> Program:
     """Compile a model into a training program (forward, loss, gradients, in-place SGD).
 
     update: "full", "bias", a list of parameter names, or a sparse-update scheme (a dict, an
     UpdateScheme or a .json file; see tte.sparse).
 
     int8 graphs: qas scales integer gradients (quantization-aware scaling), master_weights
-    keeps fp32 copies of updated int8 weights. model_options go to load_model."""
+    keeps fp32 copies of updated int8 weights. reorder=False keeps every update at the end
+    of the step (no early in-place updates, no fused gradient+update): only for comparison.
+    model_options go to load_model."""
     if target not in TARGETS:
         raise TTEError(f"target {target!r} is not known; targets: {', '.join(TARGETS)}")
     opt = _optimizer(optimizer)
@@ -92,5 +94,6 @@ def compile(model: Any, *, update: str | Sequence[str] | dict = "full", loss: st
     else:
         trainable = choose_trainable(fwd, update)
     training = build_training_graph(fwd, trainable=trainable, loss=loss, optimizer=opt,
-                                    qas=qas, master_weights=master_weights, partial=partial)
+                                    qas=qas, master_weights=master_weights, partial=partial,
+                                    reorder=reorder)
     return Program(fwd, training, loss=loss, optimizer=opt, target=target)

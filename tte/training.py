@@ -59,11 +59,14 @@ def choose_trainable(g: Graph, update: str | Sequence[str]) -> list[str]:
 
 def build_training_graph(fwd: Graph, *, trainable: list[str], loss: str = "cross_entropy",
                          optimizer: dict, qas: bool = True, master_weights: bool = False,
-                         partial: dict[str, PartialWeight] | None = None) -> Graph:
+                         partial: dict[str, PartialWeight] | None = None,
+                         reorder: bool = True) -> Graph:
     """Forward + loss + backward + updates. Integer parameters (int8 weights, int32 biases)
     are updated in place by sgd_update_q with QAS factors (qas) and, for int8 weights,
     optionally through fp32 master copies (master_weights). partial: weights of which only
-    the first channels along an axis train (tte.sparse)."""
+    the first channels along an axis train (tte.sparse). reorder=False leaves every update
+    at the end of the step, each gradient in its own buffer until then (the unoptimised
+    schedule, kept for the memory ablation)."""
     if loss not in LOSSES:
         raise TTEError(f"loss={loss!r} is not supported; choose one of {sorted(LOSSES)}")
     if len(fwd.outputs) != 1:
@@ -101,7 +104,9 @@ def build_training_graph(fwd: Graph, *, trainable: list[str], loss: str = "cross
                    {"lr": lr, "momentum": momentum,
                     "weight_decay": optimizer.get("weight_decay", 0.0)})
     g.outputs = [loss_value]
-    return run_passes(g, [eliminate_dead_nodes, schedule_updates_early, fuse_gradient_updates])
+    passes = [eliminate_dead_nodes] + ([schedule_updates_early, fuse_gradient_updates]
+                                       if reorder else [])
+    return run_passes(g, passes)
 
 
 def _limit_channels(g: Graph, weight: str, grad: str, part: PartialWeight) -> None:
