@@ -6,7 +6,7 @@ setup(
     description="TTE, the tiny training engine: compile on-device training for microcontrollers",
     python_requires=">=3.11",
     packages=find_packages(include=["tte", "tte.*", "targets", "targets.*", "codegen", "codegen.*"]),
-    package_data={"tte.ops": ["SPEC.md"]},
+    package_data={"tte.ops": ["SPEC.md"], "tte": ["schemes/*.json", "schemes/README.md"]},
     install_requires=["numpy>=1.26", "onnx>=1.14", "cffi>=1.15", "tflite>=2.18", "flatbuffers>=23.5"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "jax>=0.4.30", "jaxlib>=0.4.30", "matplotlib>=3.7",
