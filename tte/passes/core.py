@@ -39,9 +39,11 @@ def schedule_updates_early(g: Graph) -> None:
     rest = [n for n in g.nodes if not get_op(n.op).mutates]
     for upd in updates:
         deps = {i for i in upd.inputs if i}
+        overwritten = {upd.inputs[k] for k in get_op(upd.op).mutates
+                       if k < len(upd.inputs) and upd.inputs[k]}
         last = -1
         for idx, node in enumerate(rest):
-            if deps & set(node.outputs) or deps & set(node.inputs):
+            if deps & set(node.outputs) or overwritten & set(node.inputs):
                 last = idx
         rest.insert(last + 1, upd)
     g.nodes = rest

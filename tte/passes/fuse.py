@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from tte.ir.graph import Graph
 from tte.ops.registry import all_ops
+from tte.passes.core import schedule_updates_early
 
 
 # update op -> suffix of the fused op: grad_op + suffix
@@ -12,7 +13,7 @@ UPDATE_SUFFIX = {"sgd_update": "_sgd", "sgd_update_q": "_sgd_q"}
 def fuse_gradient_updates(g: Graph) -> None:
     """grad(x, gy) -> gw; sgd_update(w, gw, buf) becomes grad_sgd(x, gy, w, buf) at the
     update's place (likewise sgd_update_q -> grad_sgd_q), when a fused kernel exists and
-    nothing else reads gw."""
+    nothing else reads gw; then moves each fused node up to where its inputs are ready."""
     fusable = set(all_ops())
     uses = g.consumers()
     producer = g.producers()
@@ -34,3 +35,4 @@ def fuse_gradient_updates(g: Graph) -> None:
         del g.values[grad]
         drop.add(j)
     g.nodes = [n for k, n in enumerate(g.nodes) if k not in drop]
+    schedule_updates_early(g)
