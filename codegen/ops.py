@@ -10,6 +10,7 @@ from codegen.cexpr import dims4, flt, ints, split3, window
 from tte.errors import UnsupportedError
 from tte.ir.graph import Node
 from tte.ir.types import DType
+from tte.ops.slice_channels import positions
 
 
 class Ctx(Protocol):
@@ -19,6 +20,7 @@ class Ctx(Protocol):
     def same_buffer(self, a: str, b: str) -> bool: ...
     def const(self, values, dtype: str) -> str: ...  # a file-scope static const array
     def dtype(self, name: str) -> DType: ...
+    def split(self, name: str) -> str: ...        # tte_split of a weight's storage
 
 
 Emitter = Callable[[Node, Ctx], list[str]]
@@ -46,6 +48,24 @@ def _conv_window(n: Node, w_shape) -> str:
     return window({**n.attrs, "weight_hw": list(w_shape[2:])})
 
 
+def train_split(n: Node, c: Ctx) -> str:
+    """tte_split of a weight-gradient node's trained channels (no frozen part: it is not
+    read), TTE_SPLIT_NONE when the whole weight trains."""
+    channels = n.attrs["train_channels"]
+    if channels is None:
+        return "TTE_SPLIT_NONE"
+    axis = n.attrs["train_axis"]
+    return f"(tte_split){{NULL, {positions_table(c, channels, n.attrs['weight_shape'][axis])}, " \
+           f"{int(axis)}, {len(channels)}}}"
+
+
+def positions_table(c: Ctx, channels, total: int) -> str:
+    """The const position table of a channel choice, NULL for the first channels."""
+    if list(channels) == list(range(len(channels))):
+        return "NULL"
+    return c.const(positions(channels, total), "int32")
+
+
 # --- convolution and fully connected --------------------------------------------------------
 
 @emits("conv2d")
@@ -53,7 +73,7 @@ def _conv(n, c):
     x, w, b = n.inputs[0], n.inputs[1], _in(n, 2)
     y = n.outputs[0]
     return [f"tte_conv2d_f32({c.p(x)}, {dims4(c.shape(x))}, {c.p(w)}, {c.p(b)}, {c.p(y)}, "
-            f"{dims4(c.shape(y))}, {_conv_window(n, c.shape(w))});"]
+            f"{dims4(c.shape(y))}, {_conv_window(n, c.shape(w))}, {c.split(w)});"]
 
 
 @emits("conv2d_grad_input")
@@ -61,7 +81,7 @@ def _conv_gx(n, c):
     gy, w = n.inputs
     gx = n.outputs[0]
     return [f"tte_conv2d_grad_input_f32({c.p(gy)}, {dims4(c.shape(gy))}, {c.p(w)}, {c.p(gx)}, "
-            f"{dims4(c.shape(gx))}, {_conv_window(n, c.shape(w))});"]
+            f"{dims4(c.shape(gx))}, {_conv_window(n, c.shape(w))}, {c.split(w)});"]
 
 
 @emits("conv2d_grad_weight")
@@ -69,7 +89,8 @@ def _conv_gw(n, c):
     x, gy = n.inputs
     gw = n.outputs[0]
     return [f"tte_conv2d_grad_weight_f32({c.p(x)}, {dims4(c.shape(x))}, {c.p(gy)}, "
-            f"{dims4(c.shape(gy))}, {c.p(gw)}, {_conv_window(n, c.shape(gw))});"]
+            f"{dims4(c.shape(gy))}, {c.p(gw)}, {_conv_window(n, n.attrs['weight_shape'])}, "
+            f"{train_split(n, c)});"]
 
 
 @emits("conv2d_grad_weight_sgd")
@@ -77,7 +98,7 @@ def _conv_gw_sgd(n, c):
     x, gy, w, buf = n.inputs[0], n.inputs[1], n.inputs[2], _in(n, 3)
     return [f"tte_conv2d_grad_weight_sgd_f32({c.p(x)}, {dims4(c.shape(x))}, {c.p(gy)}, "
             f"{dims4(c.shape(gy))}, {c.p(w)}, {c.p(buf)}, {_conv_window(n, c.shape(w))}, "
-            f"{_sgd(n)});"]
+            f"{train_split(n, c)}, {_sgd(n)});"]
 
 
 @emits("channel_sum")
@@ -325,8 +346,9 @@ def _mse_grad(n, c):
 
 @emits("sgd_update")
 def _sgd_update(n, c):
+    """A partial weight's gradient, storage and momentum all hold its trained part."""
     w, g, buf = n.inputs[0], n.inputs[1], _in(n, 2)
-    return [f"tte_sgd_update_f32({c.p(w)}, {c.p(g)}, {c.p(buf)}, {c.n(w)}, {_sgd(n)});"]
+    return [f"tte_sgd_update_f32({c.p(w)}, {c.p(g)}, {c.p(buf)}, {c.n(g)}, {_sgd(n)});"]
 
 
 # --- data movement --------------------------------------------------------------------------
@@ -380,6 +402,14 @@ def _slice_args(n: Node, in_shape) -> str:
         starts[ax] = slice(s, e if e >= 0 else None, st).indices(in_shape[ax])[0]
         steps[ax] = st
     return f"{ints(in_shape)}, {max(len(in_shape), 1)}, {ints(starts)}, {ints(steps)}"
+
+
+@emits("slice_channels")
+def _slice_channels(n, c):
+    x, y = n.inputs[0], n.outputs[0]
+    channels = n.attrs["channels"]
+    return [f"tte_slice_channels({c.p(x)}, {dims4(c.shape(x))}, {c.dtype(x).itemsize}, "
+            f"{positions_table(c, channels, c.shape(x)[1])}, {len(channels)}, {c.p(y)});"]
 
 
 @emits("slice")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from codegen.cexpr import dims4, flt, window
-from codegen.ops import Ctx, _conv_window, _in, emits
+from codegen.ops import Ctx, _conv_window, _in, emits, train_split
 from tte.errors import UnsupportedError
 from tte.ir.graph import Node
 from tte.ir.types import DType
@@ -42,7 +42,8 @@ def _conv(n, c):
     y = n.outputs[0]
     return [f"tte_conv2d_s8({c.p(x)}, {dims4(c.shape(x))}, {c.p(w)}, {c.p(b)}, {c.p(y)}, "
             f"{dims4(c.shape(y))}, {_conv_window(n, c.shape(w))}, "
-            f"{_requant(n, c, c.shape(w)[0])}, {_params(n.attrs)}, {_mask(n, c)});"]
+            f"{_requant(n, c, c.shape(w)[0])}, {_params(n.attrs)}, {_mask(n, c)}, "
+            f"{c.split(w)});"]
 
 
 @emits("linear_s8")
@@ -111,7 +112,7 @@ def _grad_input(n, c):
     gx = n.outputs[0]
     return [f"tte_conv2d_s8_grad_input({c.p(gy)}, {dims4(c.shape(gy))}, {c.p(w)}, "
             f"{c.const(n.attrs['w_scales'], 'float32')}, {c.p(gx)}, {dims4(c.shape(gx))}, "
-            f"{_conv_window(n, c.shape(w))});"]
+            f"{_conv_window(n, c.shape(w))}, {c.split(w)});"]
 
 
 @emits("conv2d_s8_grad_weight")
@@ -120,14 +121,8 @@ def _grad_weight(n, c):
     gw = n.outputs[0]
     return [f"tte_conv2d_s8_grad_weight({c.p(x)}, {dims4(c.shape(x))}, "
             f"{int(n.attrs['in_zero'])}, {c.p(gy)}, {dims4(c.shape(gy))}, {c.p(gw)}, "
-            f"{_conv_window(n, c.shape(gw))}, {c.const(n.attrs['scales'], 'float32')}, "
-            f"{_train_channels(n)});"]
-
-
-def _train_channels(n: Node) -> str:
-    count = n.attrs["train_count"]
-    return f"(tte_train_channels){{{int(n.attrs['train_axis'])}, " \
-           f"{-1 if count is None else int(count)}}}"
+            f"{_conv_window(n, n.attrs['weight_shape'])}, "
+            f"{c.const(n.attrs['scales'], 'float32')}, {train_split(n, c)});"]
 
 
 @emits("channel_sum_scaled")
@@ -141,15 +136,18 @@ def _channel_sum_scaled(n, c):
 def _sgd_update_q(n, c):
     p, g, master = n.inputs[0], n.inputs[1], _in(n, 2)
     a = n.attrs
-    shape = c.shape(p)
     factors = c.const(a["factors"], "float32")
     if c.dtype(p) == DType.i32:
         if master:
             raise UnsupportedError(f"no fp32 master copy for the int32 tensor {p}")
         return [f"tte_sgd_update_s32({c.p(p)}, {c.p(g)}, {c.n(p)}, {flt(a['lr'])}, {factors}, "
                 f"{int(a['lo'])}, {int(a['hi'])});"]
-    return [f"tte_sgd_update_s8({c.p(p)}, {c.p(g)}, {c.p(master)}, {shape[0]}, "
-            f"{c.n(p) // shape[0]}, {flt(a['lr'])}, {factors}, {int(a['lo'])}, "
+    # a partial weight's gradient, storage and master copy all hold its trained part
+    rows = c.shape(g)[0]
+    if a["train_channels"] is not None and a["train_axis"] == 0:
+        factors = c.const(np.asarray(a["factors"])[a["train_channels"]], "float32")
+    return [f"tte_sgd_update_s8({c.p(p)}, {c.p(g)}, {c.p(master)}, {rows}, "
+            f"{c.n(g) // rows}, {flt(a['lr'])}, {factors}, {int(a['lo'])}, "
             f"{int(a['hi'])});"]
 
 
@@ -160,7 +158,7 @@ def _grad_weight_sgd(n, c):
     return [f"tte_conv2d_s8_grad_weight_sgd({c.p(x)}, {dims4(c.shape(x))}, {int(a['in_zero'])}, "
             f"{c.p(gy)}, {dims4(c.shape(gy))}, {c.p(w)}, {c.p(master)}, "
             f"{_conv_window(n, c.shape(w))}, {c.const(a['scales'], 'float32')}, "
-            f"{_train_channels(n)}, {flt(a['lr'])}, "
+            f"{train_split(n, c)}, {flt(a['lr'])}, "
             f"{c.const(a['factors'], 'float32')}, {int(a['lo'])}, {int(a['hi'])});"]
 
 

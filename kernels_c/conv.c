@@ -17,7 +17,7 @@ static int32_t group_count(tte_window p)
 }
 
 void tte_conv2d_f32(const float *x, tte_dims4 xd, const float *w, const float *bias,
-                    float *y, tte_dims4 yd, tte_window p)
+                    float *y, tte_dims4 yd, tte_window p, tte_split s)
 {
     const int32_t groups = group_count(p);
     const int32_t cg = xd.c / groups, og = yd.c / groups;
@@ -30,7 +30,7 @@ void tte_conv2d_f32(const float *x, tte_dims4 xd, const float *w, const float *b
             for (size_t i = 0; i < yplane; ++i) yo[i] = 0.0f;
             for (int32_t c = 0; c < cg; ++c) {
                 const float *xc = x + ((size_t)n * (size_t)xd.c + (size_t)(c0 + c)) * xplane;
-                const float *wk = w + ((size_t)o * (size_t)cg + (size_t)c) * (size_t)(kh * kw);
+                const float *wk = tte_split_block(w, &s, sizeof(float), o, c, cg, kh * kw);
                 for (int32_t ki = 0; ki < kh; ++ki) {
                     const int32_t offh = ki * p.dilation_h - p.pad_top;
                     int32_t oh0, oh1;
@@ -58,7 +58,7 @@ void tte_conv2d_f32(const float *x, tte_dims4 xd, const float *w, const float *b
 }
 
 void tte_conv2d_grad_input_f32(const float *gy, tte_dims4 yd, const float *w,
-                               float *gx, tte_dims4 xd, tte_window p)
+                               float *gx, tte_dims4 xd, tte_window p, tte_split s)
 {
     const int32_t groups = group_count(p);
     const int32_t cg = xd.c / groups, og = yd.c / groups;
@@ -73,7 +73,7 @@ void tte_conv2d_grad_input_f32(const float *gy, tte_dims4 yd, const float *w,
             const float *go = gy + ((size_t)n * (size_t)yd.c + (size_t)o) * yplane;
             for (int32_t c = 0; c < cg; ++c) {
                 float *gc = gx + ((size_t)n * (size_t)xd.c + (size_t)(c0 + c)) * xplane;
-                const float *wk = w + ((size_t)o * (size_t)cg + (size_t)c) * (size_t)(kh * kw);
+                const float *wk = tte_split_block(w, &s, sizeof(float), o, c, cg, kh * kw);
                 for (int32_t ki = 0; ki < kh; ++ki) {
                     const int32_t offh = ki * p.dilation_h - p.pad_top;
                     int32_t oh0, oh1;
@@ -119,37 +119,41 @@ static float conv_weight_grad(const float *x, tte_dims4 xd, const float *gy, tte
 }
 
 void tte_conv2d_grad_weight_f32(const float *x, tte_dims4 xd, const float *gy, tte_dims4 yd,
-                                float *gw, tte_window p)
+                                float *gw, tte_window p, tte_split s)
 {
     const int32_t groups = group_count(p);
-    const int32_t cg = xd.c / groups, og = yd.c / groups;
-    size_t i = 0;
-    for (int32_t o = 0; o < yd.c; ++o) {
-        const int32_t c0 = (o / og) * cg;
-        for (int32_t c = 0; c < cg; ++c)
+    const int32_t cg = tte_split_grad_cg(&s, xd, p), og = yd.c / groups;
+    for (int32_t o = 0; o < yd.c; ++o)
+        for (int32_t c = 0; c < cg; ++c) {
+            size_t i;
+            int32_t xc;
+            if (!tte_split_grad_block(&s, o, c, cg, og, &i, &xc)) continue;
+            i *= (size_t)(p.kernel_h * p.kernel_w);
             for (int32_t ki = 0; ki < p.kernel_h; ++ki)
                 for (int32_t kj = 0; kj < p.kernel_w; ++kj)
-                    gw[i++] = conv_weight_grad(x, xd, gy, yd, p, o, c0 + c, ki, kj);
-    }
+                    gw[i++] = conv_weight_grad(x, xd, gy, yd, p, o, xc, ki, kj);
+        }
 }
 
 void tte_conv2d_grad_weight_sgd_f32(const float *x, tte_dims4 xd, const float *gy, tte_dims4 yd,
-                                    float *w, float *momentum, tte_window p, float lr,
-                                    float momentum_coef, float weight_decay)
+                                    float *w, float *momentum, tte_window p, tte_split s,
+                                    float lr, float momentum_coef, float weight_decay)
 {
     const int32_t groups = group_count(p);
-    const int32_t cg = xd.c / groups, og = yd.c / groups;
-    size_t i = 0;
-    for (int32_t o = 0; o < yd.c; ++o) {
-        const int32_t c0 = (o / og) * cg;
-        for (int32_t c = 0; c < cg; ++c)
+    const int32_t cg = tte_split_grad_cg(&s, xd, p), og = yd.c / groups;
+    for (int32_t o = 0; o < yd.c; ++o)
+        for (int32_t c = 0; c < cg; ++c) {
+            size_t i;
+            int32_t xc;
+            if (!tte_split_grad_block(&s, o, c, cg, og, &i, &xc)) continue;
+            i *= (size_t)(p.kernel_h * p.kernel_w);
             for (int32_t ki = 0; ki < p.kernel_h; ++ki)
                 for (int32_t kj = 0; kj < p.kernel_w; ++kj, ++i) {
-                    const float g = conv_weight_grad(x, xd, gy, yd, p, o, c0 + c, ki, kj);
+                    const float g = conv_weight_grad(x, xd, gy, yd, p, o, xc, ki, kj);
                     w[i] = tte_sgd_step_f32(w[i], g, momentum ? momentum + i : NULL, lr,
                                             momentum_coef, weight_decay);
                 }
-    }
+        }
 }
 
 static float channel_total(const float *gy, tte_dims4 d, int32_t c)

@@ -8,27 +8,31 @@
 #ifndef TTE_CONV_H
 #define TTE_CONV_H
 
-#include "tte_common.h"
+#include "split.h"
 
-/* y = conv(x, w) + bias; bias may be NULL. */
+/* y = conv(x, w) + bias; bias may be NULL. w may be split (split.h): its trained channels
+ * in w, the rest in s.frozen; TTE_SPLIT_NONE: w is whole. */
 void tte_conv2d_f32(const float *x, tte_dims4 xd, const float *w, const float *bias,
-                    float *y, tte_dims4 yd, tte_window p);
+                    float *y, tte_dims4 yd, tte_window p, tte_split s);
 
-/* gx = d(loss)/dx from gy = d(loss)/dy. */
+/* gx = d(loss)/dx from gy = d(loss)/dy; w as above. */
 void tte_conv2d_grad_input_f32(const float *gy, tte_dims4 yd, const float *w,
-                               float *gx, tte_dims4 xd, tte_window p);
+                               float *gx, tte_dims4 xd, tte_window p, tte_split s);
 
-/* gw = d(loss)/dw, shape [yd.c, xd.c/groups, kernel_h, kernel_w]. */
+/* gw = d(loss)/dw, shape [yd.c, xd.c/groups, kernel_h, kernel_w]. For a split weight
+ * (s.count > 0; s.frozen unused), x is sliced to the trained channels and gw holds only
+ * theirs, in the trained part's layout. */
 void tte_conv2d_grad_weight_f32(const float *x, tte_dims4 xd, const float *gy, tte_dims4 yd,
-                                float *gw, tte_window p);
+                                float *gw, tte_window p, tte_split s);
 
 /* Weight gradient fused with PyTorch SGD, without a gradient buffer: for each weight
  * element g is computed, then g += weight_decay*w; buf = momentum_coef*buf + g;
  * w -= lr*buf. momentum may be NULL (no momentum buffer: w -= lr*g); when given it must
- * be zero-initialised by the caller before the first step. */
+ * be zero-initialised by the caller before the first step. A split weight as for gw above:
+ * w and momentum are its trained part, the only one touched. */
 void tte_conv2d_grad_weight_sgd_f32(const float *x, tte_dims4 xd, const float *gy, tte_dims4 yd,
-                                    float *w, float *momentum, tte_window p, float lr,
-                                    float momentum_coef, float weight_decay);
+                                    float *w, float *momentum, tte_window p, tte_split s,
+                                    float lr, float momentum_coef, float weight_decay);
 
 /* gb[c] = sum of gy over every axis but 1 (bias gradient of conv, linear, batch-norm).
  * A 2-D [N, M] tensor is passed as d = {N, M, 1, 1}. */

@@ -54,14 +54,15 @@ int32_t tte_requant_apply(const tte_requant *r, int32_t c, int32_t acc, const in
 
 void tte_conv2d_s8(const int8_t *x, tte_dims4 xd, const int8_t *w, const int32_t *bias,
                    int8_t *y, tte_dims4 yd, tte_window p, tte_requant rq, tte_s8_params q,
-                   uint8_t *mask)
+                   uint8_t *mask, tte_split s)
 {
     int32_t cg = xd.c / p.groups; /* input channels per group */
     int32_t og = yd.c / p.groups; /* output channels per group */
+    int32_t khw = p.kernel_h * p.kernel_w;
     int32_t n, o, oy, ox, ic, ky, kx;
     for (n = 0; n < yd.n; n++) {
         for (o = 0; o < yd.c; o++) {
-            const int8_t *wo = w + (size_t)o * cg * p.kernel_h * p.kernel_w;
+            const int8_t *wo = w + (size_t)o * cg * khw;
             const int8_t *xg = x + ((size_t)n * xd.c + (size_t)(o / og) * cg) * xd.h * xd.w;
             int8_t *yo = y + ((size_t)n * yd.c + o) * yd.h * yd.w;
             for (oy = 0; oy < yd.h; oy++) {
@@ -71,7 +72,9 @@ void tte_conv2d_s8(const int8_t *x, tte_dims4 xd, const int8_t *w, const int32_t
                     int32_t acc = 0;
                     for (ic = 0; ic < cg; ic++) {
                         const int8_t *xc = xg + (size_t)ic * xd.h * xd.w;
-                        const int8_t *wc = wo + (size_t)ic * p.kernel_h * p.kernel_w;
+                        const int8_t *wc = s.count ? (const int8_t *)tte_split_block(
+                                               w, &s, 1, o, ic, cg, khw)
+                                                   : wo + (size_t)ic * khw;
                         for (ky = 0; ky < p.kernel_h; ky++) {
                             int32_t iy = iy0 + ky * p.dilation_h;
                             if (iy < 0 || iy >= xd.h) continue;

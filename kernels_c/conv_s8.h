@@ -28,6 +28,7 @@
 #define TTE_CONV_S8_H
 
 #include "quant.h"
+#include "split.h"
 
 /* Requantisation of an accumulator for output channel c: TFLite's fixed point
  * (multiplier, shift) or, when scale is not NULL, half-even rounding in double. The arrays
@@ -46,10 +47,11 @@ int32_t tte_requant_apply(const tte_requant *r, int32_t c, int32_t acc, const in
 int8_t tte_clamp_s8_masked(int32_t v, int32_t act_min, int32_t act_max, uint8_t *mask,
                            size_t i);
 
-/* CONV_2D / DEPTHWISE_CONV_2D (per-output-channel requantisation). */
+/* CONV_2D / DEPTHWISE_CONV_2D (per-output-channel requantisation). A split weight (split.h)
+ * has its trained channels in w and the rest in s.frozen; TTE_SPLIT_NONE: w is whole. */
 void tte_conv2d_s8(const int8_t *x, tte_dims4 xd, const int8_t *w, const int32_t *bias,
                    int8_t *y, tte_dims4 yd, tte_window p, tte_requant rq, tte_s8_params q,
-                   uint8_t *mask);
+                   uint8_t *mask, tte_split s);
 
 /* FULLY_CONNECTED: y[n, m] from x[n, k] and w[m, k] (row-major).
  *   acc = sum (w + filter_offset) * (x + input_offset) (+ bias[m] as above)

@@ -11,15 +11,16 @@ void tte_mask_grad_f32(const float *gy, const uint8_t *mask, float *gx, int32_t 
 }
 
 void tte_conv2d_s8_grad_input(const float *gy, tte_dims4 yd, const int8_t *w,
-                              const float *w_scale, float *gx, tte_dims4 xd, tte_window p)
+                              const float *w_scale, float *gx, tte_dims4 xd, tte_window p,
+                              tte_split s)
 {
-    int32_t cg = xd.c / p.groups, og = yd.c / p.groups;
+    int32_t cg = xd.c / p.groups, og = yd.c / p.groups, khw = p.kernel_h * p.kernel_w;
     int32_t n, o, oy, ox, ic, ky, kx;
     size_t i, total = (size_t)xd.n * xd.c * xd.h * xd.w;
     for (i = 0; i < total; i++) gx[i] = 0.0f;
     for (n = 0; n < yd.n; n++) {
         for (o = 0; o < yd.c; o++) {
-            const int8_t *wo = w + (size_t)o * cg * p.kernel_h * p.kernel_w;
+            const int8_t *wo = w + (size_t)o * cg * khw;
             float *xg = gx + ((size_t)n * xd.c + (size_t)(o / og) * cg) * xd.h * xd.w;
             const float *go = gy + ((size_t)n * yd.c + o) * yd.h * yd.w;
             for (oy = 0; oy < yd.h; oy++) {
@@ -28,7 +29,9 @@ void tte_conv2d_s8_grad_input(const float *gy, tte_dims4 yd, const int8_t *w,
                     if (g == 0.0f) continue; /* masked-out outputs are common */
                     for (ic = 0; ic < cg; ic++) {
                         float *xc = xg + (size_t)ic * xd.h * xd.w;
-                        const int8_t *wc = wo + (size_t)ic * p.kernel_h * p.kernel_w;
+                        const int8_t *wc = s.count ? (const int8_t *)tte_split_block(
+                                               w, &s, 1, o, ic, cg, khw)
+                                                   : wo + (size_t)ic * khw;
                         for (ky = 0; ky < p.kernel_h; ky++) {
                             int32_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
                             if (iy < 0 || iy >= xd.h) continue;
@@ -45,16 +48,16 @@ void tte_conv2d_s8_grad_input(const float *gy, tte_dims4 yd, const int8_t *w,
     }
 }
 
-/* d loss / d w_q at one weight element (o, ic, ky, kx), before the scale[o] factor. */
+/* d loss / d w_q at tap (ky, kx) of output channel o and x channel xch, before the scale[o]
+ * factor. */
 static float grad_weight_at(const int8_t *x, tte_dims4 xd, int32_t x_zero, const float *gy,
-                            tte_dims4 yd, tte_window p, int32_t o, int32_t ic, int32_t ky,
+                            tte_dims4 yd, tte_window p, int32_t o, int32_t xch, int32_t ky,
                             int32_t kx)
 {
-    int32_t cg = xd.c / p.groups, og = yd.c / p.groups;
     int32_t n, oy, ox;
     float sum = 0.0f;
     for (n = 0; n < yd.n; n++) {
-        const int8_t *xc = x + ((size_t)n * xd.c + (size_t)(o / og) * cg + ic) * xd.h * xd.w;
+        const int8_t *xc = x + ((size_t)n * xd.c + xch) * xd.h * xd.w;
         const float *go = gy + ((size_t)n * yd.c + o) * yd.h * yd.w;
         for (oy = 0; oy < yd.h; oy++) {
             int32_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
@@ -70,23 +73,22 @@ static float grad_weight_at(const int8_t *x, tte_dims4 xd, int32_t x_zero, const
     return sum;
 }
 
-static int trained(tte_train_channels t, int32_t o, int32_t ic)
-{
-    return t.count < 0 || (t.axis == 0 ? o : ic) < t.count;
-}
-
 void tte_conv2d_s8_grad_weight(const int8_t *x, tte_dims4 xd, int32_t x_zero, const float *gy,
                                tte_dims4 yd, float *gw, tte_window p, const float *scale,
-                               tte_train_channels t)
+                               tte_split s)
 {
-    int32_t cg = xd.c / p.groups, o, ic, ky, kx;
-    size_t i = 0;
-    for (o = 0; o < yd.c; o++)
-        for (ic = 0; ic < cg; ic++)
+    int32_t cg = tte_split_grad_cg(&s, xd, p), og = yd.c / p.groups, o, ic, ky, kx, xch;
+    size_t b;
+    for (o = 0; o < yd.c; o++) {
+        for (ic = 0; ic < cg; ic++) {
+            float *gb;
+            if (!tte_split_grad_block(&s, o, ic, cg, og, &b, &xch)) continue;
+            gb = gw + b * p.kernel_h * p.kernel_w;
             for (ky = 0; ky < p.kernel_h; ky++)
-                for (kx = 0; kx < p.kernel_w; kx++, i++)
-                    gw[i] = trained(t, o, ic) ? grad_weight_at(x, xd, x_zero, gy, yd, p, o, ic,
-                                                               ky, kx) * scale[o] : 0.0f;
+                for (kx = 0; kx < p.kernel_w; kx++)
+                    *gb++ = grad_weight_at(x, xd, x_zero, gy, yd, p, o, xch, ky, kx) * scale[o];
+        }
+    }
 }
 
 void tte_channel_sum_scaled_f32(const float *gy, tte_dims4 d, const float *scale, float *out)
@@ -136,18 +138,19 @@ void tte_sgd_update_s8(int8_t *w, const float *g, float *master, int32_t channel
 
 void tte_conv2d_s8_grad_weight_sgd(const int8_t *x, tte_dims4 xd, int32_t x_zero,
                                    const float *gy, tte_dims4 yd, int8_t *w, float *master,
-                                   tte_window p, const float *scale, tte_train_channels t,
-                                   float lr, const float *factor, int32_t lo, int32_t hi)
+                                   tte_window p, const float *scale, tte_split s, float lr,
+                                   const float *factor, int32_t lo, int32_t hi)
 {
-    int32_t cg = xd.c / p.groups, o, ic, ky, kx;
-    size_t i = 0;
+    int32_t cg = tte_split_grad_cg(&s, xd, p), og = yd.c / p.groups, o, ic, ky, kx, xch;
+    size_t b;
     for (o = 0; o < yd.c; o++) {
         for (ic = 0; ic < cg; ic++) {
+            size_t i;
+            if (!tte_split_grad_block(&s, o, ic, cg, og, &b, &xch)) continue;
+            i = b * p.kernel_h * p.kernel_w;
             for (ky = 0; ky < p.kernel_h; ky++) {
                 for (kx = 0; kx < p.kernel_w; kx++, i++) {
-                    float g;
-                    if (!trained(t, o, ic)) continue;
-                    g = grad_weight_at(x, xd, x_zero, gy, yd, p, o, ic, ky, kx) * scale[o];
+                    float g = grad_weight_at(x, xd, x_zero, gy, yd, p, o, xch, ky, kx) * scale[o];
                     update_s8(w, master, i, lr * (g * factor[o]), lo, hi);
                 }
             }

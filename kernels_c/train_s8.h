@@ -12,42 +12,40 @@
 #ifndef TTE_TRAIN_S8_H
 #define TTE_TRAIN_S8_H
 
-#include "tte_common.h"
+#include "split.h"
 
 /* gx[i] = bit i of mask ? gy[i] : 0 (gx may be gy). */
 void tte_mask_grad_f32(const float *gy, const uint8_t *mask, float *gx, int32_t count);
 
-/* Real-unit input gradient: gx = conv_transpose(gy * w_scale[o], w_q). */
+/* Real-unit input gradient: gx = conv_transpose(gy * w_scale[o], w_q); w may be split
+ * (split.h; TTE_SPLIT_NONE: whole). */
 void tte_conv2d_s8_grad_input(const float *gy, tte_dims4 yd, const int8_t *w,
-                              const float *w_scale, float *gx, tte_dims4 xd, tte_window p);
+                              const float *w_scale, float *gx, tte_dims4 xd, tte_window p,
+                              tte_split s);
 
-/* Partial (sparse) update: only channels [0, count) of weight axis `axis` (0: output,
- * 1: input channels) train; count < 0 means all. */
-typedef struct {
-    int32_t axis, count;
-} tte_train_channels;
-
-/* gw[o, c, ky, kx] = scale[o] * sum over n, oy, ox of gy * (x - x_zero); 0 (not computed)
- * outside the trained channels. */
+/* gw[o, c, ky, kx] = scale[o] * sum over n, oy, ox of gy * (x - x_zero). For a split weight
+ * (s.count > 0; s.frozen unused) x is sliced to the trained channels and gw holds only
+ * theirs, in the trained part's layout. */
 void tte_conv2d_s8_grad_weight(const int8_t *x, tte_dims4 xd, int32_t x_zero, const float *gy,
                                tte_dims4 yd, float *gw, tte_window p, const float *scale,
-                               tte_train_channels t);
+                               tte_split s);
 
 /* out[c] = scale[c] * sum over n, h, w of gy[n, c, h, w]. */
 void tte_channel_sum_scaled_f32(const float *gy, tte_dims4 d, const float *scale, float *out);
 
 /* In-place update of an int8 tensor of `channels` rows of `per_channel` elements;
- * master may be NULL. */
+ * master may be NULL. (A split weight's trained part is such a tensor.) */
 void tte_sgd_update_s8(int8_t *w, const float *g, float *master, int32_t channels,
                        int32_t per_channel, float lr, const float *factor, int32_t lo,
                        int32_t hi);
 
 /* The weight gradient applied by tte_sgd_update_s8 element by element as it is computed,
- * so no gradient buffer exists (w has yd.c rows); untrained channels are left alone. */
+ * so no gradient buffer exists. For a split weight, x, w and master as gw above: only the
+ * trained part is computed and written. */
 void tte_conv2d_s8_grad_weight_sgd(const int8_t *x, tte_dims4 xd, int32_t x_zero,
                                    const float *gy, tte_dims4 yd, int8_t *w, float *master,
-                                   tte_window p, const float *scale, tte_train_channels t,
-                                   float lr, const float *factor, int32_t lo, int32_t hi);
+                                   tte_window p, const float *scale, tte_split s, float lr,
+                                   const float *factor, int32_t lo, int32_t hi);
 
 /* In-place update of an int32 vector (one element per channel). */
 void tte_sgd_update_s32(int32_t *b, const float *g, int32_t count, float lr,

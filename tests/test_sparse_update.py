@@ -88,10 +88,11 @@ def test_depthwise_ratio_counts_channels_and_pointwise_counts_inputs():
     convs = conv_layers(prog.forward_graph)
     values = prog.training_graph.values
     pw, dw = convs[48], convs[49]  # blocks.16 pointwise1 and depthwise, ratio 1/8 each
+    k_dw, k_pw = round(values[dw.inputs[1]].shape[0] / 8), round(values[pw.inputs[1]].shape[1] / 8)
     assert dw.attrs["group"] > 1 and values[dw.inputs[1]].meta["train_channels"] == \
-        {"axis": 0, "count": round(values[dw.inputs[1]].shape[0] / 8)}
+        {"axis": 0, "count": k_dw, "channels": list(range(k_dw))}
     assert values[pw.inputs[1]].meta["train_channels"] == \
-        {"axis": 1, "count": round(values[pw.inputs[1]].shape[1] / 8)}
+        {"axis": 1, "count": k_pw, "channels": list(range(k_pw))}
 
 
 def test_no_input_gradient_before_the_first_updated_layer():
@@ -127,7 +128,7 @@ def test_scheme_from_json_file_and_cli(tmp_path):
     ({"weight_update_idx": [1, 2], "weight_update_ratio": [1]}, "ratios"),
     ({"weight_update_idx": [1], "weight_update_ratio": [0.3]}, "not in"),
     ({"bias": 3}, "unknown update-scheme keys"),
-    ({"channels": "magnitude"}, "channels"),
+    ({"channels": "largest"}, "channels"),
 ])
 def test_bad_schemes(scheme, message):
     with pytest.raises(TTEError, match=message):

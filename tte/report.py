@@ -53,7 +53,9 @@ def program_report(prog: "Program", project: "CProject | None" = None) -> dict:
 
 def updated_tensors(g) -> list[dict]:
     """What each updated tensor costs in SRAM: the tensor itself (int8 weight, int32 bias or
-    fp32), plus its fp32 master copy or momentum buffer when it has one."""
+    fp32), plus its fp32 master copy or momentum buffer when it has one; of a partially
+    trained weight (its trained_channels given) only the trained channels count."""
+    from tte.memory.report import sram_bytes
     from tte.ops.registry import get_op
     rows = []
     for node in g.nodes:
@@ -64,10 +66,14 @@ def updated_tensors(g) -> list[dict]:
         param, extra = g.values[targets[0]], [g.values[t] for t in targets[1:]]
         # an fp32 state of an integer tensor is its master copy; of a float one, momentum
         kind = "momentum_bytes" if param.dtype.is_float else "master_copy_bytes"
-        extra_bytes = sum(v.nbytes for v in extra)
-        rows.append({"name": param.name, "dtype": param.dtype.value, "shape": list(param.shape),
-                     "update": node.op, "bytes": param.nbytes, kind: extra_bytes,
-                     "sram_bytes": param.nbytes + extra_bytes})
+        extra_bytes = sum(sram_bytes(v) for v in extra)
+        row = {"name": param.name, "dtype": param.dtype.value, "shape": list(param.shape),
+               "update": node.op, "bytes": sram_bytes(param), kind: extra_bytes,
+               "sram_bytes": sram_bytes(param) + extra_bytes}
+        if "train_channels" in param.meta:
+            part = param.meta["train_channels"]
+            row["trained_channels"] = {"axis": part["axis"], "channels": part["channels"]}
+        rows.append(row)
     return rows
 
 

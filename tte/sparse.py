@@ -10,9 +10,19 @@ classifier when it is still a conv). A scheme:
      "weight_update_ratio": [0, 0.25, 1], # ... of this share of their channels (0: none)
      "head": true}                        # a new linear head trains fully (default)
 
-A ratio r trains the first round(r * C) channels: of the input channels for a convolution
-(for a 1x1 conv those are the only input-activation channels the gradient reads), of the
-channels for a depthwise one. `channels: "first"` is the only selection so far.
+A ratio r < 1 trains k = max(1, round(r * C)) of the C channels along one weight axis: the
+input channels of a (group-1) convolution, the channels of a depthwise one; other grouped
+convolutions train all channels or none. Which k:
+
+    "channels": "first"       # channels 0..k-1 (default; tiny-training's choice)
+    "channels": "magnitude"   # the k with the largest L2 norm of their real-valued weights
+                              # (int8 weights times their per-output-channel scales), ties
+                              # to the lower index; deterministic, fixed at compile time
+
+Such a partially trained weight keeps its k trained channels in SRAM and the rest in flash
+(Role.partial), its gradient, master copy and momentum cover only the k channels, and the
+forward saves only those k channels of the convolution's input for the backward (a
+slice_channels node), which is all the weight gradient reads.
 """
 from __future__ import annotations
 
@@ -21,6 +31,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tte.errors import TTEError
 from tte.ir.graph import Graph, Node
 
@@ -28,6 +40,7 @@ CONV_OPS = ("conv2d", "conv2d_s8")
 RATIOS = (0, 0.125, 0.25, 0.5, 1)
 HEAD_OPS = ("linear",)
 KEYS = {"n_bias_update", "weight_update_idx", "weight_update_ratio", "head", "channels"}
+CHANNEL_CHOICES = ("first", "magnitude")
 
 
 @dataclass(frozen=True)
@@ -36,13 +49,18 @@ class UpdateScheme:
     weight_update_idx: tuple[int, ...] = ()
     weight_update_ratio: tuple[float, ...] = ()
     head: bool = True
+    channels: str = "first"
 
 
 @dataclass(frozen=True)
 class PartialWeight:
-    """Train channels [0, count) of `axis` of a weight (0: output, 1: input channels)."""
+    """Train `channels` (ascending) of `axis` of a weight (0: output, 1: input channels)."""
     axis: int
-    count: int
+    channels: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.channels)
 
 
 def is_scheme(update: Any) -> bool:
@@ -68,8 +86,9 @@ def parse_scheme(update: Any) -> UpdateScheme:
     unknown = set(update) - KEYS
     if unknown:
         raise TTEError(f"unknown update-scheme keys {sorted(unknown)}; known: {sorted(KEYS)}")
-    if update.get("channels", "first") != "first":
-        raise TTEError("update scheme: channels='first' is the only channel selection so far")
+    channels = update.get("channels", "first")
+    if channels not in CHANNEL_CHOICES:
+        raise TTEError(f"update scheme: channels={channels!r} is not one of {CHANNEL_CHOICES}")
     idx = tuple(int(i) for i in update.get("weight_update_idx", ()))
     ratios = tuple(float(r) for r in update.get("weight_update_ratio", [1] * len(idx)))
     if len(ratios) != len(idx):
@@ -80,7 +99,7 @@ def parse_scheme(update: Any) -> UpdateScheme:
     n_bias = update.get("n_bias_update", 0)
     if not isinstance(n_bias, int) or n_bias < 0:
         raise TTEError(f"update scheme: n_bias_update={n_bias!r} must be an integer >= 0")
-    return UpdateScheme(n_bias, idx, ratios, bool(update.get("head", True)))
+    return UpdateScheme(n_bias, idx, ratios, bool(update.get("head", True)), channels)
 
 
 def conv_layers(g: Graph) -> list[Node]:
@@ -107,15 +126,36 @@ def resolve(g: Graph, scheme: UpdateScheme) -> tuple[list[str], dict[str, Partia
             continue
         node = convs[idx]
         weight = node.inputs[1]
-        shape = g.values[weight].shape
-        depthwise = node.attrs["group"] > 1 and shape[1] == 1
-        axis = 0 if depthwise else 1
-        count = max(1, round(ratio * shape[axis]))
         names.append(weight)
-        if count < shape[axis]:
-            partial[weight] = PartialWeight(axis, count)
+        part = _partial(g, node, ratio, scheme.channels, idx)
+        if part is not None:
+            partial[weight] = part
     if scheme.head:
         last_conv = g.nodes.index(convs[-1]) if convs else -1
         names += [p for n in g.nodes[last_conv + 1:] if n.op in HEAD_OPS for p in n.inputs[1:]
                   if p and g.values[p].role.is_param]
     return list(dict.fromkeys(names)), partial
+
+
+def _partial(g: Graph, conv: Node, ratio: float, choice: str, idx: int) -> PartialWeight | None:
+    """The channels a ratio trains of conv's weight, or None when that is all of them."""
+    shape = g.values[conv.inputs[1]].shape
+    group = conv.attrs["group"]
+    depthwise = group > 1 and shape[1] == 1
+    axis = 0 if depthwise else 1
+    count = max(1, round(ratio * shape[axis]))
+    if count == shape[axis]:
+        return None
+    if group > 1 and not (depthwise and shape[0] == group):
+        raise TTEError(f"weight_update_ratio {ratio} of layer {idx}: a partial update needs a "
+                       f"group-1 or depthwise (multiplier 1) convolution, this one has group "
+                       f"{group} and weight {list(shape)}")
+    if choice == "first":
+        return PartialWeight(axis, tuple(range(count)))
+    w = g.data[conv.inputs[1]].astype(np.float64)
+    if "w_scales" in conv.attrs:  # int8: compare real values, not stored integers
+        w = w * np.asarray(conv.attrs["w_scales"], np.float64).reshape(-1, 1, 1, 1)
+    norms = np.sqrt(np.sum(np.square(np.moveaxis(w, axis, 0)).reshape(shape[axis], -1),
+                           axis=1))
+    best = np.argsort(-norms, kind="stable")[:count]  # stable: ties to the lower index
+    return PartialWeight(axis, tuple(int(c) for c in np.sort(best)))

@@ -9,7 +9,8 @@ from tte.autodiff import append_backward
 from tte.errors import TTEError
 from tte.ir.graph import Graph
 from tte.ir.types import DType, Role, Value
-from tte.sparse import PartialWeight
+from tte.ops.slice_channels import trained_shape
+from tte.sparse import CONV_OPS, PartialWeight
 from tte.passes import (eliminate_dead_nodes, fuse_gradient_updates, run_passes,
                         schedule_updates_early)
 
@@ -19,6 +20,7 @@ BIAS_SLOTS = {("conv2d", 2), ("linear", 2), ("batch_norm", 2), ("conv2d_s8", 2)}
 # integer parameters that can be trained: int8 weights and int32 biases of these ops
 INTEGER_SLOTS = {("conv2d_s8", 1), ("conv2d_s8", 2)}
 STATISTIC_SLOTS = {("batch_norm", 3), ("batch_norm", 4)}
+GRAD_WEIGHT_OPS = ("conv2d_grad_weight", "conv2d_s8_grad_weight")
 
 
 def _slots(g: Graph) -> dict[str, set[tuple[str, int]]]:
@@ -64,9 +66,9 @@ def build_training_graph(fwd: Graph, *, trainable: list[str], loss: str = "cross
     """Forward + loss + backward + updates. Integer parameters (int8 weights, int32 biases)
     are updated in place by sgd_update_q with QAS factors (qas) and, for int8 weights,
     optionally through fp32 master copies (master_weights). partial: weights of which only
-    the first channels along an axis train (tte.sparse). reorder=False leaves every update
-    at the end of the step, each gradient in its own buffer until then (the unoptimised
-    schedule, kept for the memory ablation)."""
+    some channels along an axis train (tte.sparse; they become Role.partial). reorder=False
+    leaves every update at the end of the step, each gradient in its own buffer until then
+    (the unoptimised schedule, kept for the memory ablation)."""
     if loss not in LOSSES:
         raise TTEError(f"loss={loss!r} is not supported; choose one of {sorted(LOSSES)}")
     if len(fwd.outputs) != 1:
@@ -84,39 +86,67 @@ def build_training_graph(fwd: Graph, *, trainable: list[str], loss: str = "cross
     loss_value = g.emit(LOSSES[loss], [out.name, target], name_hint="loss")
     g.phase = "backward"
     grads = append_backward(g, {loss_value: None}, set(trainable))
-    for name, part in (partial or {}).items():
-        if name in grads:
-            _limit_channels(g, name, grads[name], part)
+    partial = {p: part for p, part in (partial or {}).items() if p in grads}
+    for name, part in partial.items():
+        _limit_channels(g, name, grads[name], part)
     g.phase = "update"
     lr, momentum = optimizer["lr"], optimizer.get("momentum", 0.0)
     for p in trainable:
         if p not in grads:
             continue  # the parameter does not reach the loss
-        g.values[p].role = Role.trainable
+        g.values[p].role = Role.partial if p in partial else Role.trainable
+        train = _train_attrs(partial.get(p))
         if not g.values[p].dtype.is_float:
-            _integer_update(g, p, grads[p], lr, qas, master_weights, momentum)
+            _integer_update(g, p, grads[p], lr, qas, master_weights, momentum, train)
             continue
         buf = ""
         if momentum:
-            buf = g.fresh(f"{p}.momentum")
-            g.add_value(Value(buf, g.values[p].shape, g.values[p].dtype, Role.state))
+            buf = _state(g, f"{p}.momentum", p, g.values[p].dtype)
         g.add_node("sgd_update", [p, grads[p], buf],
                    {"lr": lr, "momentum": momentum,
-                    "weight_decay": optimizer.get("weight_decay", 0.0)})
+                    "weight_decay": optimizer.get("weight_decay", 0.0), **train})
     g.outputs = [loss_value]
     passes = [eliminate_dead_nodes] + ([schedule_updates_early, fuse_gradient_updates]
                                        if reorder else [])
     return run_passes(g, passes)
 
 
+def _train_attrs(part: PartialWeight | None) -> dict:
+    return {} if part is None else {"train_axis": part.axis,
+                                    "train_channels": list(part.channels)}
+
+
+def _state(g: Graph, hint: str, p: str, dtype: DType) -> str:
+    """An optimizer-state value shaped like parameter p (for a partial p: stored in C for
+    its trained channels only)."""
+    name = g.fresh(hint)
+    v = g.add_value(Value(name, g.values[p].shape, dtype, Role.state))
+    if "train_channels" in g.values[p].meta:
+        v.meta["train_channels"] = g.values[p].meta["train_channels"]
+    return name
+
+
 def _limit_channels(g: Graph, weight: str, grad: str, part: PartialWeight) -> None:
-    """Compute (and later apply) only the trained channels' weight gradient."""
+    """Compute only the trained channels' weight gradient, from a copy of just those channels
+    of the convolution's input made in the forward where the convolution reads it: the full
+    input need not outlive the forward unless something else reads it later."""
     node = next(n for n in g.nodes if grad in n.outputs)
-    if node.op != "conv2d_s8_grad_weight":
-        raise TTEError(f"{weight}: channel ratios below 1 are supported for int8 "
-                       f"convolutions; this weight's gradient comes from {node.op}")
-    node.attrs["train_axis"], node.attrs["train_count"] = part.axis, part.count
-    g.values[weight].meta["train_channels"] = {"axis": part.axis, "count": part.count}
+    if node.op not in GRAD_WEIGHT_OPS:
+        raise TTEError(f"{weight}: channel ratios below 1 are supported for convolutions; "
+                       f"this weight's gradient comes from {node.op}")
+    conv = next(n for n in g.nodes if n.op in CONV_OPS and n.inputs[1] == weight)
+    at = g.nodes.index(conv)
+    sliced = g.emit("slice_channels", [conv.inputs[0]], {"channels": list(part.channels)},
+                    phase="forward", name_hint=f"{conv.inputs[0]}.train_channels")
+    g.nodes.insert(at, g.nodes.pop())
+    node.inputs[0] = sliced
+    node.attrs.update(_train_attrs(part))
+    gv = g.values[grad]
+    gv.shape = trained_shape(gv.shape, part.axis, part.channels)
+    v = g.values[weight]
+    v.meta["train_channels"] = {"axis": part.axis, "count": part.count,
+                                "channels": list(part.channels)}
+    v.trainable_channels = part.count
 
 
 def _loss_input(g: Graph, loss: str) -> Value:
@@ -138,7 +168,7 @@ def _loss_input(g: Graph, loss: str) -> Value:
 
 
 def _integer_update(g: Graph, p: str, grad: str, lr: float, qas: bool, master: bool,
-                    momentum: float) -> None:
+                    momentum: float, train: dict) -> None:
     """sgd_update_q for an int8 weight or int32 bias of a conv2d_s8."""
     if momentum:
         raise TTEError(f"momentum is not supported for the integer parameter {p!r}; "
@@ -152,7 +182,7 @@ def _integer_update(g: Graph, p: str, grad: str, lr: float, qas: bool, master: b
     lo, hi = (-127, 127) if is_weight else (-(1 << 31), (1 << 31) - 1)
     copy = ""
     if master and is_weight:
-        copy = g.fresh(f"{p}.master")
-        g.add_value(Value(copy, g.values[p].shape, DType.f32, Role.state))
+        copy = _state(g, f"{p}.master", p, DType.f32)
         g.data[copy] = g.data[p].astype(np.float32)
-    g.add_node("sgd_update_q", [p, grad, copy], {"lr": lr, "factors": factors, "lo": lo, "hi": hi})
+    g.add_node("sgd_update_q", [p, grad, copy],
+               {"lr": lr, "factors": factors, "lo": lo, "hi": hi, **train})

@@ -7,6 +7,7 @@ import numpy as np
 
 from targets.host.cbuild import KERNELS_DIR, build_c
 from tte.errors import TTEError
+from tte.ops.slice_channels import join
 from tte.program import Program, Runner
 
 # -fno-wrapv undoes the -fwrapv setuptools takes from Python's own CFLAGS, so that UBSan
@@ -67,5 +68,8 @@ class HostRunner(Runner):
             v = g.values[name]
             size = self._fn("trainable_size")(i)
             buf = self.ffi.buffer(self._fn("trainable_data")(i), size * v.dtype.itemsize)
-            result[name] = np.frombuffer(buf, v.dtype.numpy).copy().reshape(v.shape)
+            data = np.frombuffer(buf, v.dtype.numpy).copy()
+            part = v.meta.get("train_channels")  # C holds a partial weight's trained channels
+            result[name] = data.reshape(v.shape) if part is None else \
+                join(g.data[name], data, part["axis"], part["channels"])
         return result

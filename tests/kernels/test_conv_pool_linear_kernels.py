@@ -102,7 +102,8 @@ def test_conv2d_forward(k, case, with_bias):
     y = np.full(ref.shape, np.nan, np.float32)  # every element must be written
     lib.tte_conv2d_f32(ckernels.fptr(ffi, x), ckernels.dims4(x.shape), ckernels.fptr(ffi, w),
                        ckernels.fptr(ffi, b) if b is not None else ffi.NULL,
-                       ckernels.fptr(ffi, y), ckernels.dims4(y.shape), c_window(w.shape, attrs))
+                       ckernels.fptr(ffi, y), ckernels.dims4(y.shape), c_window(w.shape, attrs),
+                       ffi.new("tte_split *")[0])
     assert_close(y, ref)
 
 
@@ -117,7 +118,8 @@ def test_conv2d_grad_input(k, case):
     gx = np.full(x.shape, np.nan, np.float32)
     lib.tte_conv2d_grad_input_f32(ckernels.fptr(ffi, gy), ckernels.dims4(gy.shape),
                                   ckernels.fptr(ffi, w), ckernels.fptr(ffi, gx),
-                                  ckernels.dims4(x.shape), c_window(w.shape, attrs))
+                                  ckernels.dims4(x.shape), c_window(w.shape, attrs),
+                                  ffi.new("tte_split *")[0])
     assert_close(gx, ref)
 
 
@@ -132,7 +134,8 @@ def test_conv2d_grad_weight(k, case):
     gw = np.full(w.shape, np.nan, np.float32)
     lib.tte_conv2d_grad_weight_f32(ckernels.fptr(ffi, x), ckernels.dims4(x.shape),
                                    ckernels.fptr(ffi, gy), ckernels.dims4(gy.shape),
-                                   ckernels.fptr(ffi, gw), c_window(w.shape, attrs))
+                                   ckernels.fptr(ffi, gw), c_window(w.shape, attrs),
+                                   ffi.new("tte_split *")[0])
     assert_close(gw, ref)
 
 
@@ -176,7 +179,8 @@ def test_conv2d_grad_weight_sgd(k, case, hp):
     buf, want_w, want_buf = sgd_reference(w, grad, hp, rng)
     check_sgd(ffi, w, buf, want_w, want_buf, lambda pw, pb: lib.tte_conv2d_grad_weight_sgd_f32(
         ckernels.fptr(ffi, x), ckernels.dims4(x.shape), ckernels.fptr(ffi, gy),
-        ckernels.dims4(gy.shape), pw, pb, c_window(w.shape, attrs), hp["lr"], hp["momentum"],
+        ckernels.dims4(gy.shape), pw, pb, c_window(w.shape, attrs), ffi.new("tte_split *")[0],
+        hp["lr"], hp["momentum"],
         hp["weight_decay"]))
 
 
@@ -208,7 +212,8 @@ def test_conv2d_known_values(k):
     y = np.zeros((1, 1, 2, 2), np.float32)
     lib.tte_conv2d_f32(ckernels.fptr(ffi, x), ckernels.dims4(x.shape), ckernels.fptr(ffi, w),
                        ckernels.fptr(ffi, b), ckernels.fptr(ffi, y), ckernels.dims4(y.shape),
-                       ckernels.window((3, 3), (2, 2), (1, 1, 1, 1)))
+                       ckernels.window((3, 3), (2, 2), (1, 1, 1, 1)),
+                       ffi.new("tte_split *")[0])
     # windows centred on (0,0), (0,2), (2,0), (2,2)
     assert y.ravel().tolist() == [0 + 1 + 3 + 4 + 0.5, 1 + 2 + 4 + 5 + 0.5,
                                  3 + 4 + 6 + 7 + 0.5, 4 + 5 + 7 + 8 + 0.5]

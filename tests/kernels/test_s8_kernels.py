@@ -51,7 +51,7 @@ def c_conv(k, x, w, bias, win, out_hw, mult, shift, in_off, out_off, lo, hi):
                       _p(ffi, bias, "int32_t"), _p(ffi, y, "int8_t"), ckernels.dims4(y.shape),
                       win, _requant(ffi, mult, shift, 1),
                       {"input_offset": in_off, "output_offset": out_off, "act_min": lo,
-                       "act_max": hi}, ffi.NULL)
+                       "act_max": hi}, ffi.NULL, ffi.new("tte_split *")[0])
     return y
 
 

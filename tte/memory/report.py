@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 from tte.ir.graph import Graph
-from tte.ir.types import Role
+from tte.ir.types import Role, Value
 from tte.memory.planner import MemoryPlan
+from tte.ops.slice_channels import trained_size
+
+
+def sram_bytes(v: Value) -> int:
+    """SRAM bytes of a trainable parameter or optimizer state: for a partially trained weight
+    and its state only the trained channels (the rest of the weight stays in flash)."""
+    return trained_size(v) * v.dtype.itemsize
 
 
 def _bytes(g: Graph, *roles: Role) -> int:
-    return sum(v.nbytes for v in g.values.values() if v.role in roles)
+    return sum(sram_bytes(v) for v in g.values.values() if v.role in roles)
 
 
 def memory_report(train: Graph, train_plan: MemoryPlan, forward_plan: MemoryPlan) -> dict:
@@ -24,7 +31,8 @@ def memory_report(train: Graph, train_plan: MemoryPlan, forward_plan: MemoryPlan
         "training_arena_bytes": train_plan.arena_bytes,
         "training_lower_bound_bytes": train_plan.lower_bound,
         "inference_arena_bytes": forward_plan.arena_bytes,
-        "flash_bytes": _bytes(train, Role.frozen, Role.const),
+        "flash_bytes": _bytes(train, Role.frozen, Role.const) + sum(
+            v.nbytes - sram_bytes(v) for v in train.values.values() if v.role is Role.partial),
         "sram": sram,
         "sram_bytes": sum(sram.values()),
         "arena_tensors": [

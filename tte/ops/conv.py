@@ -5,6 +5,7 @@ import numpy as np
 
 from tte.ir.types import Value
 from tte.ops.registry import OpDef, register
+from tte.ops.slice_channels import TRAIN_CHANNELS, trained_shape
 from tte.ops.windows import col2im, out_size, pad_for, windows
 
 GEOMETRY = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1}
@@ -61,7 +62,20 @@ def _grad_input_ref(gy, w, *, input_shape, **a):
     return [col2im(cols, padded, p, tuple(input_shape[2:]), s, d).astype(gy.dtype, copy=False)]
 
 
-def _grad_weight_ref(x, gy, *, weight_shape, **a):
+def trained_problem(gy, weight_shape, a: dict, axis: int, channels):
+    """(gy, weight shape, geometry) whose ordinary weight gradient, taken on the sliced input
+    (slice_channels), is the trained channels' gradient in trained layout: a group-1 conv
+    slices input channels only; a depthwise one also takes gy's trained channels."""
+    shape = list(trained_shape(weight_shape, axis, channels))
+    if channels is None or axis == 1:
+        return gy, shape, a
+    return np.ascontiguousarray(gy[:, list(channels)]), shape, {**a, "group": len(channels)}
+
+
+def _grad_weight_ref(x, gy, *, weight_shape, train_axis=0, train_channels=None, **a):
+    """The gradient of the whole weight, or with train_channels of its trained part (from
+    the sliced input x)."""
+    gy, weight_shape, a = trained_problem(gy, weight_shape, a, train_axis, train_channels)
     win, _ = _grouped_windows(x, weight_shape, a)
     g = a["group"]
     n, o, ho, wo = gy.shape
@@ -88,6 +102,9 @@ register(OpDef("conv2d_grad_input",
                kernel="tte_conv2d_grad_input", attrs={**GEOMETRY, "input_shape": None},
                doc="gradient of conv2d w.r.t. its input (gy, w)"))
 register(OpDef("conv2d_grad_weight",
-               lambda ins, a: [(tuple(a["weight_shape"]), ins[0].dtype)], _grad_weight_ref,
-               kernel="tte_conv2d_grad_weight", attrs={**GEOMETRY, "weight_shape": None},
-               doc="gradient of conv2d w.r.t. its weight (x, gy)"))
+               lambda ins, a: [(trained_shape(a["weight_shape"], a["train_axis"],
+                                              a["train_channels"]), ins[0].dtype)],
+               _grad_weight_ref, kernel="tte_conv2d_grad_weight",
+               attrs={**GEOMETRY, "weight_shape": None, **TRAIN_CHANNELS},
+               doc="gradient of conv2d w.r.t. its weight (x, gy); with train_channels only "
+                   "theirs, from x sliced to them"))

@@ -22,6 +22,7 @@ from tte.ir.types import DType, Value
 from tte.ops.conv import GEOMETRY, conv_out_hw
 from tte.ops.pool import AVG, MAX, _geometry
 from tte.ops.registry import OpDef, register
+from tte.ops.slice_channels import TRAIN_CHANNELS, on_trained, trained_shape
 from tte.quant import arith
 
 ROUNDINGS = ("tflite", "half_even")
@@ -246,10 +247,6 @@ register(OpDef("dequantize", lambda ins, a: [(ins[0].shape, DType.f32)], _dequan
 
 # --- backward ---------------------------------------------------------------------------------
 
-# a partial update trains channels [0, train_count) of weight axis train_axis (None: all)
-TRAIN_CHANNELS = {"train_axis": 0, "train_count": None}
-
-
 def _mask_grad_ref(gy, mask):
     return [np.where(arith.unpack_mask(mask, gy.shape), gy, 0).astype(gy.dtype)]
 
@@ -261,17 +258,18 @@ def _grad_input_ref(gy, w, *, input_shape, w_scales, **geo):
     return f32_grad_input(scaled, w.astype(gy.dtype), input_shape=input_shape, **geo)
 
 
-def _grad_weight_ref(x, gy, *, weight_shape, in_zero, scales, train_axis, train_count, **geo):
-    """d loss / d w_q[o] = s_x * s_w[o] * sum gy * (x_q - x_zero); with train_count, zero
-    outside the first train_count channels along train_axis (not computed in C)."""
+def _grad_weight_ref(x, gy, *, weight_shape, in_zero, scales, train_axis=0,
+                     train_channels=None, **geo):
+    """d loss / d w_q[o] = s_x * s_w[o] * sum gy * (x_q - x_zero); with train_channels only
+    for those (trained layout), from x sliced to them."""
     from tte.ops.conv import _grad_weight_ref as f32_grad_weight
     xs = (x.astype(np.int32) - in_zero).astype(gy.dtype)
-    gw = f32_grad_weight(xs, gy, weight_shape=weight_shape, **geo)[0]
-    gw = gw * np.asarray(scales, gy.dtype).reshape(-1, 1, 1, 1)
-    if train_count is not None:
-        keep = np.arange(weight_shape[train_axis]) < train_count
-        gw = gw * keep.reshape([-1 if k == train_axis else 1 for k in range(4)])
-    return [gw.astype(gy.dtype, copy=False)]
+    gw = f32_grad_weight(xs, gy, weight_shape=weight_shape, train_axis=train_axis,
+                         train_channels=train_channels, **geo)[0]
+    scales = np.asarray(scales, gy.dtype)
+    if train_channels is not None and train_axis == 0:
+        scales = scales[list(train_channels)]
+    return [(gw * scales.reshape(-1, 1, 1, 1)).astype(gy.dtype, copy=False)]
 
 
 def _channel_sum_scaled_ref(gy, *, scales):
@@ -287,11 +285,13 @@ register(OpDef("conv2d_s8_grad_input", lambda ins, a: [(tuple(a["input_shape"]),
                _grad_input_ref, kernel="tte_conv2d_s8_grad_input",
                attrs={**GEOMETRY, "input_shape": None, "w_scales": None},
                doc="real-unit gradient of conv2d_s8's input (gy, w_q)"))
+GRAD_WEIGHT = {**GEOMETRY, "weight_shape": None, "in_zero": 0, "scales": None,
+               **TRAIN_CHANNELS}
 register(OpDef("conv2d_s8_grad_weight",
-               lambda ins, a: [(tuple(a["weight_shape"]), ins[1].dtype)], _grad_weight_ref,
-               kernel="tte_conv2d_s8_grad_weight",
-               attrs={**GEOMETRY, "weight_shape": None, "in_zero": 0, "scales": None,
-                      **TRAIN_CHANNELS},
+               lambda ins, a: [(trained_shape(a["weight_shape"], a["train_axis"],
+                                              a["train_channels"]), ins[1].dtype)],
+               _grad_weight_ref,
+               kernel="tte_conv2d_s8_grad_weight", attrs=GRAD_WEIGHT,
                doc="gradient of conv2d_s8 w.r.t. its integer weights (x_q, gy)"))
 register(OpDef("channel_sum_scaled", lambda ins, a: [((ins[0].shape[1],), ins[0].dtype)],
                _channel_sum_scaled_ref, kernel="tte_channel_sum_scaled", attrs={"scales": None},
@@ -300,12 +300,13 @@ register(OpDef("channel_sum_scaled", lambda ins, a: [((ins[0].shape[1],), ins[0]
 
 # --- update -----------------------------------------------------------------------------------
 
-QSGD = {"lr": None, "factors": None, "lo": -127, "hi": 127}
+QSGD = {"lr": None, "factors": None, "lo": -127, "hi": 127, **TRAIN_CHANNELS}
 
 
 def _qsgd_infer(ins: list[Value | None], a: dict) -> list:
     p, gr, master = (ins + [None])[:3]
-    if p.shape != gr.shape or p.dtype not in (DType.i8, DType.i32):
+    if gr.shape != trained_shape(p.shape, a["train_axis"], a["train_channels"]) or \
+            p.dtype not in (DType.i8, DType.i32):
         raise ValueError(f"sgd_update_q: an int8/int32 parameter {p.shape} and its gradient")
     if master is not None and (master.shape != p.shape or master.dtype != DType.f32):
         raise ValueError("sgd_update_q: the master copy is float32 of the parameter's shape")
@@ -314,16 +315,24 @@ def _qsgd_infer(ins: list[Value | None], a: dict) -> list:
     return []
 
 
-def _qsgd_ref(p, gr, master=None, *, lr, factors, lo, hi):
+def _qsgd_ref(p, gr, master=None, *, lr, factors, lo, hi, train_axis=0,
+              train_channels=None):
     """step = lr * (g * factor[c]) in float32 (factor: the QAS scale, or 1). Without a master
-    copy: p = clamp(p - rint(step)); with one: master -= step, p = clamp(rint(master))."""
-    f = np.asarray(factors, np.float32).reshape((-1,) + (1,) * (p.ndim - 1))
+    copy: p = clamp(p - rint(step)); with one: master -= step, p = clamp(rint(master)).
+    With train_channels, gr is their gradient and only they change."""
+    f = np.asarray(factors, np.float32)
+    if train_channels is not None and train_axis == 0:
+        f = f[list(train_channels)]
+    f = f.reshape((-1,) + (1,) * (p.ndim - 1))
     step = np.float32(lr) * (gr.astype(np.float32) * f)
-    if master is None:
-        new = p.astype(np.float64) - np.rint(step).astype(np.float64)
-        return [np.clip(new, lo, hi).astype(p.dtype)]
-    master = (master - step).astype(np.float32)
-    return [np.clip(np.rint(master).astype(np.float64), lo, hi).astype(p.dtype), master]
+
+    def apply(p, master):
+        if master is None:
+            new = p.astype(np.float64) - np.rint(step).astype(np.float64)
+            return [np.clip(new, lo, hi).astype(p.dtype)]
+        master = (master - step).astype(np.float32)
+        return [np.clip(np.rint(master).astype(np.float64), lo, hi).astype(p.dtype), master]
+    return on_trained(apply, [p, master], train_axis, train_channels)
 
 
 register(OpDef("sgd_update_q", _qsgd_infer, _qsgd_ref, kernel="tte_sgd_update_q", attrs=QSGD,
@@ -331,14 +340,13 @@ register(OpDef("sgd_update_q", _qsgd_infer, _qsgd_ref, kernel="tte_sgd_update_q"
                                    "scaled per output channel (QAS), optional fp32 master copy"))
 
 
-def _grad_weight_sgd_ref(x, gy, p, master=None, *, lr, factors, lo, hi, **grad_attrs):
-    g = _grad_weight_ref(x, gy, **grad_attrs)[0]
-    return _qsgd_ref(p, g, master, lr=lr, factors=factors, lo=lo, hi=hi)
+def _grad_weight_sgd_ref(x, gy, p, master=None, **attrs):
+    g = _grad_weight_ref(x, gy, **{k: attrs[k] for k in GRAD_WEIGHT})[0]
+    return _qsgd_ref(p, g, master, **{k: attrs[k] for k in QSGD})
 
 
 register(OpDef("conv2d_s8_grad_weight_sgd_q", lambda ins, a: [], _grad_weight_sgd_ref,
                kernel="tte_conv2d_s8_grad_weight_sgd",
-               attrs={**GEOMETRY, "weight_shape": None, "in_zero": 0, "scales": None,
-                      **TRAIN_CHANNELS, **QSGD},
+               attrs={**GRAD_WEIGHT, **QSGD},
                mutates=(2, 3), doc="conv2d_s8 weight gradient (x, gy) applied by sgd_update_q "
                                    "to (w, master) as it is computed: no gradient buffer"))
