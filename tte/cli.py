@@ -8,6 +8,7 @@ import sys
 
 from tte.errors import TTEError
 from tte.report import SORT_KEYS
+from tte.search.cli import add_search_parser
 
 
 def _update_arg(text: str) -> str | list[str]:
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", metavar="FILE.png", help="also draw the arena over time: one "
                    "rectangle per buffer (node index x byte offset) and the lower bound")
     s.set_defaults(run=_cmd_report)
+    add_search_parser(sub)
     return p
 
 
