@@ -136,7 +136,10 @@ def _channel_sum_scaled(n, c):
 def _sgd_update_q(n, c):
     p, g, master = n.inputs[0], n.inputs[1], _in(n, 2)
     a = n.attrs
-    factors = c.const(a["factors"], "float32")
+    factors = np.asarray(a["factors"])
+    if a["train_channels"] is not None and a["train_axis"] == 0:
+        factors = factors[a["train_channels"]]
+    factors = c.const(factors, "float32")
     if c.dtype(p) == DType.i32:
         if master:
             raise UnsupportedError(f"no fp32 master copy for the int32 tensor {p}")
@@ -144,8 +147,6 @@ def _sgd_update_q(n, c):
                 f"{int(a['lo'])}, {int(a['hi'])});"]
     # a partial weight's gradient, storage and master copy all hold its trained part
     rows = c.shape(g)[0]
-    if a["train_channels"] is not None and a["train_axis"] == 0:
-        factors = c.const(np.asarray(a["factors"])[a["train_channels"]], "float32")
     return [f"tte_sgd_update_s8({c.p(p)}, {c.p(g)}, {c.p(master)}, {rows}, "
             f"{c.n(g) // rows}, {flt(a['lr'])}, {factors}, {int(a['lo'])}, "
             f"{int(a['hi'])});"]
