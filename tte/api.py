@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 from tte.errors import TTEError
 from tte.ir.graph import Graph
+from tte.passes.patch import parse_patch, patch_graphs
 from tte.program import Program
 from tte.sparse import is_scheme, parse_scheme, resolve
 from tte.training import build_training_graph, choose_trainable
@@ -70,7 +71,8 @@ def _optimizer(optimizer: dict | None) -> dict:
 def compile(model: Any, *, update: str | Sequence[str] | dict = "full", loss: str = "cross_entropy",
             optimizer: dict | None = None, target: str = "host", fold_batchnorm: bool = True,
             input_shapes: dict | None = None, qas: bool = True, master_weights: bool = False,
-            reorder: bool = True, **model_options: Any) -> Program:
+            reorder: bool = True, patch: str | dict | None = None,
+            **model_options: Any) -> Program:
     """Compile a model into a training program (forward, loss, gradients, in-place SGD).
 
     update: "full", "bias", a list of parameter names, or a sparse-update scheme (a dict, an
@@ -79,10 +81,15 @@ def compile(model: Any, *, update: str | Sequence[str] | dict = "full", loss: st
     int8 graphs: qas scales integer gradients (quantization-aware scaling), master_weights
     keeps fp32 copies of updated int8 weights. reorder=False keeps every update at the end
     of the step (no early in-place updates, no fused gradient+update): only for comparison.
+    patch runs the first high-resolution layers tile by tile (tte.passes.patch): "auto"
+    picks the split with the smallest arena per graph, {"nodes": K, "tiles": N} runs the
+    first K nodes on an N x N grid, None (default) keeps every map whole.
     model_options go to load_model."""
     if target not in TARGETS:
         raise TTEError(f"target {target!r} is not known; targets: {', '.join(TARGETS)}")
     opt = _optimizer(optimizer)
+    if patch is not None:
+        parse_patch(patch)  # a bad spec fails before the model is read
     fwd = load_model(model, fold_batchnorm=fold_batchnorm, input_shapes=input_shapes,
                      **model_options)
     if len(fwd.inputs) != 1:
@@ -96,4 +103,8 @@ def compile(model: Any, *, update: str | Sequence[str] | dict = "full", loss: st
     training = build_training_graph(fwd, trainable=trainable, loss=loss, optimizer=opt,
                                     qas=qas, master_weights=master_weights, partial=partial,
                                     reorder=reorder)
-    return Program(fwd, training, loss=loss, optimizer=opt, target=target)
+    summary = None
+    if patch is not None:
+        fwd = fwd.copy()  # the caller's graph stays whole
+        summary = patch_graphs({"training": training, "inference": fwd}, patch)
+    return Program(fwd, training, loss=loss, optimizer=opt, target=target, patch=summary)

@@ -16,12 +16,13 @@ class Program:
     """The forward graph and the training step derived from it, plus what was decided."""
 
     def __init__(self, forward: Graph, training: Graph, *, loss: str, optimizer: dict,
-                 target: str) -> None:
+                 target: str, patch: dict | None = None) -> None:
         self.forward_graph = forward
         self.training_graph = training
         self.loss = loss
         self.optimizer = optimizer
         self.target = target
+        self.patch = patch  # tte.passes.patch.patch_graphs' summary, None when not asked for
 
     @property
     def trainable(self) -> list[str]:

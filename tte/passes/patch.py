@@ -156,9 +156,10 @@ def find_stage(g: Graph, nodes: int) -> Stage:
     uses = g.consumers()
     late = [v for v in produced if v in g.outputs or any(u >= nodes for u in uses.get(v, []))]
     if len(late) != 1:
-        raise TTEError(f"the first {nodes} nodes hand on {len(late)} values ({', '.join(late)}); "
-                       "a patch stage must hand on exactly one (values saved for the backward "
-                       "pass, e.g. by layers that are trained, keep a stage whole)")
+        names = ", ".join(late[:4]) + (", ..." if len(late) > 4 else "")
+        raise TTEError(f"the first {nodes} nodes hand on {len(late)} values ({names}); a patch "
+                       "stage must hand on exactly one (values saved for the backward pass of "
+                       "trained layers keep a stage whole)")
     out = late[0]
     if not any(n.outputs[0] == out for n in stage):
         raise TTEError(f"the stage hands on {out}, which is not a map")
@@ -308,3 +309,58 @@ def choose_patch(g: Graph) -> tuple[int, int] | None:
             if key < best_key:
                 best, best_key = (st.nodes, tiles), key
     return best
+
+
+# --- the compile option -----------------------------------------------------------------------
+
+PATCH_HELP = "patch='auto', None or {'nodes': K, 'tiles': N} (CLI: --patch auto or K:N)"
+
+
+def parse_patch(spec: object) -> tuple[int, int] | str:
+    """'auto' or (nodes, tiles) from a patch= argument (a dict, or 'K:N' text)."""
+    if spec == "auto":
+        return "auto"
+    if isinstance(spec, str):
+        k, sep, n = spec.partition(":")
+        if sep and k.isdigit() and n.isdigit():
+            return int(k), int(n)
+    elif isinstance(spec, dict) and set(spec) == {"nodes", "tiles"} and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in spec.values()):
+        return spec["nodes"], spec["tiles"]
+    raise TTEError(f"patch={spec!r} is not understood; use {PATCH_HELP}")
+
+
+def patch_graphs(graphs: dict[str, Graph], spec: object) -> dict:
+    """Patch each graph in place (by name, e.g. training and inference) as spec says; returns
+    the report's patch section: per graph the split, MACs and arena before and after, or why
+    it stayed whole. 'auto' chooses per graph (choose_patch); an explicit (nodes, tiles)
+    applies to every graph where it is legal and must be legal in one."""
+    from tte.memory import plan_memory
+    choice = parse_patch(spec)
+    if choice == "auto" and not any(candidate_stages(g) for g in graphs.values()):
+        first = next(iter(graphs.values())).nodes[0]
+        raise TTEError(f"patch='auto': no stage of the model can run tile by tile (it must "
+                       f"start with spatial ops on an NCHW map; node 0 is {first.op})")
+    section, errors = {}, []
+    for name, g in graphs.items():
+        before = plan_memory(g).arena_bytes
+        split = choose_patch(g) if choice == "auto" else choice
+        if split is None:
+            section[name] = {"applied": False, "arena_bytes": before,
+                             "reason": "no split makes the arena smaller"}
+            continue
+        try:
+            info = patch_stage(g, *split)
+        except TTEError as e:
+            errors.append(f"{name}: {e}")
+            section[name] = {"applied": False, "arena_bytes": before, "reason": str(e)}
+            continue
+        section[name] = {"applied": True, "nodes": info.nodes, "tiles": info.tiles,
+                         "stage_output": info.output, "arena_bytes_before": before,
+                         "arena_bytes": plan_memory(g).arena_bytes,
+                         "macs_before": info.macs_before, "macs_after": info.macs_after,
+                         "macs_overhead_pct": round(info.overhead, 2)}
+    if choice != "auto" and len(errors) == len(graphs):
+        raise TTEError(f"patch={spec!r} cannot be applied: {errors[-1]}")
+    return {"spec": spec if choice == "auto" else {"nodes": choice[0], "tiles": choice[1]},
+            **section}
