@@ -60,12 +60,13 @@ def _cmd_show(args: argparse.Namespace) -> None:
 def _cmd_compile(args: argparse.Namespace) -> None:
     import tte
     from tte.errors import UnsupportedError
-    from tte.report import REPORT_FILE, nbytes, program_report
+    from tte.report import REPORT_FILE, format_patch, nbytes, program_report
     prog = tte.compile(args.model, update=_update_arg(args.update), loss=args.loss,
                        optimizer={"name": "sgd", "lr": args.lr, "momentum": args.momentum,
                                   "weight_decay": args.weight_decay},
                        fold_batchnorm=not args.no_fold_batchnorm, qas=not args.no_qas,
-                       master_weights=args.master_weights, **_model_options(args))
+                       master_weights=args.master_weights, patch=args.patch,
+                       **_model_options(args))
     out = args.output
     try:
         os.makedirs(out, exist_ok=True)
@@ -88,6 +89,8 @@ def _cmd_compile(args: argparse.Namespace) -> None:
     print(f"memory: arena {nbytes(mem['arena_bytes'])} [lower bound "
           f"{mem['training_lower_bound_bytes']:,} B, inference {mem['inference_arena_bytes']:,} B],"
           f" SRAM {nbytes(mem['sram_bytes'])}, flash {nbytes(mem['flash_bytes'])}")
+    if prog.patch:
+        print(format_patch(prog.patch))
     print(f"wrote {project.source.name}, {project.header.name}, training_graph.txt and "
           f"{REPORT_FILE} into {out}; `tte report {out}` shows where the bytes go")
 
@@ -99,9 +102,11 @@ def _write_json(path: str, data: dict) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from tte.report import format_memory, load_report
+    from tte.report import format_memory, format_patch, load_report
     report = load_report(args.dir)
     print(format_memory(report, sort=args.sort))
+    if report.get("patch"):
+        print("\n" + format_patch(report["patch"]))
     if args.plot:
         from tte.memory.plot import plot_arena
         plot_arena(report, args.plot)
@@ -140,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "integers, without quantization-aware scaling of their gradients")
     s.add_argument("--master-weights", action="store_true", help="int8 graphs: keep an fp32 "
                    "master copy of each updated int8 weight (4 bytes per weight of SRAM)")
+    s.add_argument("--patch", metavar="auto|K:N", help="run the first high-resolution layers "
+                   "tile by tile: 'auto' picks the split with the smallest arena, K:N runs the "
+                   "first K nodes on an N x N grid of tiles (default: whole maps)")
     _add_model_options(s)
     s.set_defaults(run=_cmd_compile)
     s = sub.add_parser("report", help="show where a compiled model's bytes go",

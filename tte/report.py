@@ -45,6 +45,8 @@ def program_report(prog: "Program", project: "CProject | None" = None) -> dict:
         # the training step's node order: arena_tensors' first_node/last_node index it
         "schedule": [{"op": n.op, "phase": n.phase} for n in g.nodes],
     }
+    if getattr(prog, "patch", None):
+        report["patch"] = prog.patch  # tte.passes.patch.patch_graphs' summary
     if project is not None:
         report["c"] = {"name": project.name, "header": project.header.name,
                        "source": project.source.name}
@@ -112,6 +114,10 @@ def _problem(report: Any) -> str | None:
                 and all(_is_int(t.get(k)) for k in _TENSOR_INTS)
                 and isinstance(t.get("shares", []), list)):
             return f"memory.arena_tensors[{i}] needs name, " + ", ".join(_TENSOR_INTS)
+    patch = report.get("patch", {})
+    if not (isinstance(patch, dict) and all(isinstance(patch.get(k, {}), dict)
+                                            for k in ("training", "inference"))):
+        return "patch must map training and inference to their splits"
     schedule = report.get("schedule", [])
     if not (isinstance(schedule, list) and all(isinstance(s, dict) for s in schedule)):
         return "schedule must be a list of nodes"
@@ -218,3 +224,23 @@ def format_memory(report: dict, sort: str = "offset") -> str:
         lines.append("  " + "  ".join(c.rjust(w) if i < 3 else c.ljust(w)
                                       for i, (c, w) in enumerate(zip(r, widths))) + "  " + r[5])
     return "\n".join(line.rstrip() for line in lines)
+
+
+def format_patch(patch: dict) -> str:
+    """The patch section: per graph the split, its arena and its recomputation."""
+    lines = [f"patch-based first stage (patch={json.dumps(patch.get('spec'))}):"]
+    for name in ("training", "inference"):
+        p = patch.get(name)
+        if not p:
+            continue
+        if not p.get("applied"):
+            lines.append(f"  {name:<9}  whole maps, arena {p.get('arena_bytes', 0):,} B "
+                         f"({p.get('reason', '')})")
+            continue
+        before, after = p["arena_bytes_before"], p["arena_bytes"]
+        lines.append(f"  {name:<9}  first {p['nodes']} nodes (up to {p['stage_output']}) on "
+                     f"{p['tiles']}x{p['tiles']} tiles: arena {before:,} -> {after:,} B "
+                     f"({(after - before) / max(before, 1):+.1%}), stage MACs "
+                     f"{p['macs_before']:,} -> {p['macs_after']:,} "
+                     f"(+{p['macs_overhead_pct']:.1f}% recomputed)")
+    return "\n".join(lines)
