@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from tte.errors import TTEError
 from tte.search.analysis import CACHE_DIR, analyse, file_hash, key
@@ -116,25 +116,23 @@ def search(model: str | os.PathLike, *, sram: int | str, flash: int | str, data:
     if steps < 1 or layers < 0 or jobs < 1 or min(bias_grid or [1]) < 1:
         raise TTEError("steps, jobs and the bias grid's k must be >= 1, layers >= 0")
     mcu = path.endswith(".pkl")
-    mcu_opts = {"precision": precision, "head": head}
+    mcu_opts = {k: v for k, v in {"precision": precision, "head": head}.items() if v}
     if mcu:
         input_size = input_size or 128
         analysis_size = analysis_size or input_size
+        channels, h, w = 3, analysis_size, analysis_size
     elif input_size or analysis_size or int8_input:
         raise TTEError("input_size, analysis_size and int8_input apply to MCU backbones "
                        "(.pkl) only")
-    fwd = load_model(path, input_size=analysis_size, **mcu_opts)
-    _, channels, h, w = fwd.values[fwd.inputs[0]].shape
+    else:
+        fwd = load_model(path)
+        _, channels, h, w = fwd.values[fwd.inputs[0]].shape
     d = load_dataset(data, size=(h, w), seed=seed, limit=limit, channels=channels)
-    n_classes = len(d.classes)
-    if mcu:
-        tune_opts = {"num_classes": n_classes, "input_size": analysis_size, **mcu_opts}
+    tune_opts = cost_opts = {}
+    if mcu:  # a new head for the data's classes
+        tune_opts = {"num_classes": len(d.classes), "input_size": analysis_size, **mcu_opts}
         cost_opts = {**tune_opts, "input_size": input_size, "int8_input": int8_input}
         fwd = load_model(path, **tune_opts)
-    else:
-        tune_opts = cost_opts = {}
-    tune_opts = {k: v for k, v in tune_opts.items() if v is not None}
-    cost_opts = {k: v for k, v in cost_opts.items() if v is not None}
     convs = conv_layers(fwd)
     if not convs:
         raise TTEError(f"{path!r} has no convolution layers to search a scheme over")

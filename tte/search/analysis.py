@@ -138,7 +138,7 @@ def analyse(model: str, options: dict, data, *, setting: dict, steps: int, optim
         bias={k: acc[run_name(Scheme(k))] - head for k in grid},
         weights={i: {r: acc[run_name(Scheme(window, ((i, r),)))] - base for r in ratios}
                  for i in layers})
-    summary = {"bias_grid": grid, "candidate_layers": layers, "head_only_accuracy": head, "weight_baseline_bias": window,
-               "weight_baseline_accuracy": base, "fine_tunes": len(runs),
+    summary = {"bias_grid": grid, "candidate_layers": layers, "head_only_accuracy": head,
+               "weight_baseline_bias": window, "weight_baseline_accuracy": base, "fine_tunes": len(runs),
                "fine_tunes_run": len(todo), "cache": str(path), "accuracy": acc}
     return problem, summary
