@@ -31,7 +31,12 @@ def add_search_parser(subparsers) -> None:
         description="Contribution analysis (short fine-tunes of the generated C on the host, "
         "cached) and a solver that picks the sparse-update scheme of the largest measured "
         "accuracy gain whose compiled SRAM and flash fit the budget (Lin et al. 2022, "
-        "sec. 3.2). Writes the scheme for `tte compile --update FILE`.")
+        "sec. 3.2). Writes the scheme for `tte compile --update FILE`.",
+        epilog="A setting measured to finish within 30 minutes for MCUNet-5FPS on 2 cores "
+        "(59 fine-tunes, 21.5 min wall; a second search with another budget reuses the cached "
+        "analysis and takes seconds): tte search mcunet-5fps.pkl --sram 256K --flash 1M "
+        "--data digits --limit 1000 --analysis-size 64 --input-size 128 --int8-input "
+        "--steps 700 -o scheme.json")
     s.add_argument("model", help="path to a .onnx, .tflite or MCU backbone .pkl file")
     s.add_argument("--sram", required=True, type=_size, help="SRAM budget: bytes, or 256K, 1M")
     s.add_argument("--flash", required=True, type=_size, help="flash budget (same units)")
