@@ -197,20 +197,22 @@ def _mask_vjp(g, node):
 
 
 def _conv_vjp(g, node, gys, needs):
+    """Bias and weight gradients are emitted before the input gradient, so that a layer whose
+    weights are frozen ends its output gradient's life where its input gradient is born."""
     x, w = node.inputs[:2]
     a = node.attrs
     gacc = g.emit("mask_grad", [gys[0], _mask_vjp(g, node)])
     geo = {k: a[k] for k in GEOMETRY}
     w_scales = [float(s) for s in a["w_scales"]]
-    gx = g.emit("conv2d_s8_grad_input", [gacc, w],
-                {**geo, "w_scales": w_scales, "input_shape": list(g.values[x].shape)}) \
-        if needs[0] else None
-    gw = g.emit("conv2d_s8_grad_weight", [x, gacc],
-                {**geo, "weight_shape": list(g.values[w].shape), "in_zero": a["in_zero"],
-                 "scales": [float(a["in_scale"]) * s for s in w_scales]}) if needs[1] else None
     gb = g.emit("channel_sum_scaled", [gacc],
                 {"scales": [float(a["in_scale"]) * s for s in w_scales]}) \
         if len(needs) > 2 and needs[2] else None
+    gw = g.emit("conv2d_s8_grad_weight", [x, gacc],
+                {**geo, "weight_shape": list(g.values[w].shape), "in_zero": a["in_zero"],
+                 "scales": [float(a["in_scale"]) * s for s in w_scales]}) if needs[1] else None
+    gx = g.emit("conv2d_s8_grad_input", [gacc, w],
+                {**geo, "w_scales": w_scales, "input_shape": list(g.values[x].shape)}) \
+        if needs[0] else None
     return [gx, gw, gb][:len(node.inputs)]
 
 
