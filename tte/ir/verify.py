@@ -1,4 +1,5 @@
-"""Graph verifier, run after every pass: types, def-before-use, safe in-place updates."""
+"""Graph verifier, run after every pass: types, def-before-use, safe in-place updates,
+unread kernel scratch."""
 from __future__ import annotations
 
 from tte.ir.graph import Graph
@@ -16,6 +17,7 @@ def verify(g: Graph) -> None:
                 and name not in g.data:
             raise VerifyError(f"persistent value {name} has no data")
     mutated_at: dict[str, int] = {}
+    scratch: set[str] = set()
     for i, node in enumerate(g.nodes):
         where = f"node {i} ({node.op})"
         opdef = get_op(node.op)
@@ -26,6 +28,8 @@ def verify(g: Graph) -> None:
                 raise VerifyError(f"{where}: input {v} used before it is defined")
             if v in mutated_at:
                 raise VerifyError(f"{where}: reads {v} after node {mutated_at[v]} updated it in place")
+            if v in scratch:
+                raise VerifyError(f"{where}: reads {v}, another op's kernel scratch")
         ins = [g.values[v] if v else None for v in node.inputs]
         types = opdef.infer(ins, node.attrs)
         if len(types) != len(node.outputs):
@@ -38,6 +42,7 @@ def verify(g: Graph) -> None:
                 raise VerifyError(f"{where}: output {out} is {val and val.type_str()}, "
                                   f"shape rule gives {dtype.value}{list(shape)}")
             defined.add(out)
+        scratch.update(node.outputs[k] for k in opdef.scratch if k < len(node.outputs))
         for k in opdef.mutates:
             target = node.inputs[k] if k < len(node.inputs) else ""
             if not target:
@@ -50,3 +55,5 @@ def verify(g: Graph) -> None:
     for out in g.outputs:
         if out not in defined:
             raise VerifyError(f"graph output {out} is never defined")
+        if out in scratch:
+            raise VerifyError(f"graph output {out} is an op's kernel scratch")

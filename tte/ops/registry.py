@@ -25,6 +25,7 @@ class OpDef:
     attrs: dict[str, Any] = field(default_factory=dict)  # attribute names and defaults
     mutates: tuple[int, ...] = ()  # inputs updated in place; ref returns their new contents
     inplace: int | None = None  # input whose buffer the output may reuse (same size, dies here)
+    scratch: tuple[int, ...] = ()  # outputs that are kernel scratch: bytes at this node, no reader
     doc: str = ""
 
     def full_attrs(self, given: dict) -> dict:
