@@ -84,6 +84,14 @@ def _conv_gx(n, c):
             f"{dims4(c.shape(gx))}, {_conv_window(n, c.shape(w))}, {c.split(w)});"]
 
 
+@emits("depthwise_grad_input")
+def _dw_gx(n, c):
+    gy, w = n.inputs
+    gx, scratch = n.outputs
+    return [f"tte_depthwise_grad_input_f32({c.p(gy)}, {dims4(c.shape(gy))}, {c.p(w)}, "
+            f"{c.p(gx)}, {c.p(scratch)}, {_conv_window(n, c.shape(w))}, {c.split(w)});"]
+
+
 @emits("conv2d_grad_weight")
 def _conv_gw(n, c):
     x, gy = n.inputs

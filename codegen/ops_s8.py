@@ -115,6 +115,15 @@ def _grad_input(n, c):
             f"{_conv_window(n, c.shape(w))}, {c.split(w)});"]
 
 
+@emits("depthwise_s8_grad_input")
+def _dw_grad_input(n, c):
+    gy, w = n.inputs
+    gx, scratch = n.outputs
+    return [f"tte_depthwise_s8_grad_input({c.p(gy)}, {dims4(c.shape(gy))}, {c.p(w)}, "
+            f"{c.const(n.attrs['w_scales'], 'float32')}, {c.p(gx)}, {c.p(scratch)}, "
+            f"{_conv_window(n, c.shape(w))}, {c.split(w)});"]
+
+
 @emits("conv2d_s8_grad_weight")
 def _grad_weight(n, c):
     x, gy = n.inputs

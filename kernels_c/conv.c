@@ -4,7 +4,8 @@
  * sums), so results agree to float rounding, not bit for bit:
  *  - forward: each output plane accumulates in y over (c, ki, kj) in that order, bias added
  *    last (as the reference does);
- *  - grad_input: gx accumulates over (o, ki, kj, oh, ow) in scan order (scatter);
+ *  - grad_input: gx accumulates over (o, ki, kj, oh, ow) in scan order (scatter); the
+ *    in-place depthwise one likewise, one plane at a time;
  *  - grad_weight: one float accumulator per weight, summed over (n, oh, ow) in order;
  *  - channel_sum: one float accumulator per channel, sequential over (n, h, w).
  */
@@ -92,6 +93,41 @@ void tte_conv2d_grad_input_f32(const float *gy, tte_dims4 yd, const float *w,
                     }
                 }
             }
+        }
+    }
+}
+
+void tte_depthwise_grad_input_f32(const float *gy, tte_dims4 d, const float *w, float *gx,
+                                  float *scratch, tte_window p, tte_split s)
+{
+    const int32_t kh = p.kernel_h, kw = p.kernel_w;
+    const size_t plane = (size_t)d.h * (size_t)d.w;
+    for (int32_t n = 0; n < d.n; ++n) {
+        for (int32_t c = 0; c < d.c; ++c) {
+            const float *go = gy + ((size_t)n * (size_t)d.c + (size_t)c) * plane;
+            const float *wk = tte_split_block(w, &s, sizeof(float), c, 0, 1, kh * kw);
+            float *gc = gx + ((size_t)n * (size_t)d.c + (size_t)c) * plane;
+            /* tte_conv2d_grad_input_f32's scatter into the scratch: go may be gc, which is
+             * written only once the plane is complete */
+            for (size_t i = 0; i < plane; ++i) scratch[i] = 0.0f;
+            for (int32_t ki = 0; ki < kh; ++ki) {
+                const int32_t offh = ki * p.dilation_h - p.pad_top;
+                int32_t oh0, oh1;
+                tte_tap_range(offh, p.stride_h, d.h, d.h, &oh0, &oh1);
+                for (int32_t kj = 0; kj < kw; ++kj) {
+                    const int32_t offw = kj * p.dilation_w - p.pad_left;
+                    const float wv = wk[ki * kw + kj];
+                    int32_t ow0, ow1;
+                    tte_tap_range(offw, p.stride_w, d.w, d.w, &ow0, &ow1);
+                    for (int32_t oh = oh0; oh < oh1; ++oh) {
+                        float *sr = scratch + (size_t)(oh * p.stride_h + offh) * (size_t)d.w;
+                        const float *gyr = go + (size_t)oh * (size_t)d.w;
+                        for (int32_t ow = ow0; ow < ow1; ++ow)
+                            sr[ow * p.stride_w + offw] += wv * gyr[ow];
+                    }
+                }
+            }
+            for (size_t i = 0; i < plane; ++i) gc[i] = scratch[i];
         }
     }
 }

@@ -3,7 +3,7 @@
  * Geometry comes in a tte_window: kernel, stride, asymmetric pads, dilation, groups
  * (weights are [O, C/groups, kh, kw]; groups == C == O is depthwise). Input positions
  * outside the input are zero padding. Output sizes are the caller's (yd); kernels never
- * allocate and need no scratch. Outputs are overwritten, not accumulated.
+ * allocate. Outputs are overwritten, not accumulated.
  */
 #ifndef TTE_CONV_H
 #define TTE_CONV_H
@@ -18,6 +18,11 @@ void tte_conv2d_f32(const float *x, tte_dims4 xd, const float *w, const float *b
 /* gx = d(loss)/dx from gy = d(loss)/dy; w as above. */
 void tte_conv2d_grad_input_f32(const float *gy, tte_dims4 yd, const float *w,
                                float *gx, tte_dims4 xd, tte_window p, tte_split s);
+
+/* tte_conv2d_grad_input_f32 of a depthwise convolution whose gy and gx share the shape d,
+ * plane by plane through scratch (d.h * d.w floats): gx may be gy. */
+void tte_depthwise_grad_input_f32(const float *gy, tte_dims4 d, const float *w, float *gx,
+                                  float *scratch, tte_window p, tte_split s);
 
 /* gw = d(loss)/dw, shape [yd.c, xd.c/groups, kernel_h, kernel_w]. For a split weight
  * (s.count > 0; s.frozen unused), x is sliced to the trained channels and gw holds only

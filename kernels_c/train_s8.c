@@ -48,6 +48,40 @@ void tte_conv2d_s8_grad_input(const float *gy, tte_dims4 yd, const int8_t *w,
     }
 }
 
+void tte_depthwise_s8_grad_input(const float *gy, tte_dims4 d, const int8_t *w,
+                                 const float *w_scale, float *gx, float *scratch, tte_window p,
+                                 tte_split s)
+{
+    int32_t n, c, oy, ox, ky, kx, khw = p.kernel_h * p.kernel_w;
+    size_t i, hw = (size_t)d.h * d.w;
+    for (n = 0; n < d.n; n++) {
+        for (c = 0; c < d.c; c++) {
+            const float *go = gy + ((size_t)n * d.c + c) * hw;
+            const int8_t *wc = (const int8_t *)tte_split_block(w, &s, 1, c, 0, 1, khw);
+            float *xc = gx + ((size_t)n * d.c + c) * hw;
+            /* the scatter of tte_conv2d_s8_grad_input, in its order, into the scratch: go may
+             * be xc, which is written only once the plane is complete */
+            for (i = 0; i < hw; i++) scratch[i] = 0.0f;
+            for (oy = 0; oy < d.h; oy++) {
+                for (ox = 0; ox < d.w; ox++) {
+                    float g = go[(size_t)oy * d.w + ox] * w_scale[c];
+                    if (g == 0.0f) continue;
+                    for (ky = 0; ky < p.kernel_h; ky++) {
+                        int32_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
+                        if (iy < 0 || iy >= d.h) continue;
+                        for (kx = 0; kx < p.kernel_w; kx++) {
+                            int32_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
+                            if (ix < 0 || ix >= d.w) continue;
+                            scratch[(size_t)iy * d.w + ix] += g * (float)wc[ky * p.kernel_w + kx];
+                        }
+                    }
+                }
+            }
+            for (i = 0; i < hw; i++) xc[i] = scratch[i];
+        }
+    }
+}
+
 /* d loss / d w_q at tap (ky, kx) of output channel o and x channel xch, before the scale[o]
  * factor. */
 static float grad_weight_at(const int8_t *x, tte_dims4 xd, int32_t x_zero, const float *gy,

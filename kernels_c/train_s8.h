@@ -23,6 +23,13 @@ void tte_conv2d_s8_grad_input(const float *gy, tte_dims4 yd, const int8_t *w,
                               const float *w_scale, float *gx, tte_dims4 xd, tte_window p,
                               tte_split s);
 
+/* tte_conv2d_s8_grad_input of a depthwise convolution whose output gradient gy and input
+ * gradient gx share the shape d (same result, same order of sums), plane by plane through
+ * scratch (d.h * d.w floats): gx may be gy. */
+void tte_depthwise_s8_grad_input(const float *gy, tte_dims4 d, const int8_t *w,
+                                 const float *w_scale, float *gx, float *scratch, tte_window p,
+                                 tte_split s);
+
 /* gw[o, c, ky, kx] = scale[o] * sum over n, oy, ox of gy * (x - x_zero). For a split weight
  * (s.count > 0; s.frozen unused) x is sliced to the trained channels and gw holds only
  * theirs, in the trained part's layout. */

@@ -1,6 +1,7 @@
 """All IR ops; importing this package registers them (see SPEC.md for the contract)."""
-from tte.ops import (conv, elementwise, linear, optim, pool, quantized,  # noqa: F401
-                     quantized_tflite, reduce, shape, tile)  # importing registers the ops
+# importing registers the ops
+from tte.ops import (conv, elementwise, inplace_grad, linear, optim, pool,  # noqa: F401
+                     quantized, quantized_tflite, reduce, shape, tile)
 from tte.ops.registry import OpDef, all_ops, get_op, register
 
 optim.register_fused_updates()

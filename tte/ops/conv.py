@@ -84,14 +84,21 @@ def _grad_weight_ref(x, gy, *, weight_shape, train_axis=0, train_channels=None, 
 
 
 def _conv_vjp(g, node, gys, needs):
+    """Input gradient last, so that with a frozen weight gy dies where gx is born (and a
+    depthwise gx overwrites it: tte/ops/inplace_grad.py)."""
+    from tte.ops import inplace_grad  # it imports this module
     x, w = node.inputs[:2]
     ct = gys[0]
     geo = {k: node.attrs[k] for k in GEOMETRY}
-    gx = g.emit("conv2d_grad_input", [ct, w], {**geo, "input_shape": list(g.values[x].shape)}) \
-        if needs[0] else None
+    gb = g.emit("channel_sum", [ct]) if len(needs) > 2 and needs[2] else None
     gw = g.emit("conv2d_grad_weight", [x, ct], {**geo, "weight_shape": list(g.values[w].shape)}) \
         if needs[1] else None
-    gb = g.emit("channel_sum", [ct]) if len(needs) > 2 and needs[2] else None
+    gx = None
+    if needs[0]:
+        attrs = {**geo, "input_shape": list(g.values[x].shape)}
+        gx = inplace_grad.emit(g, "depthwise_grad_input", ct, w, attrs) \
+            if inplace_grad.applies(g, x, w, node.outputs[0], geo["group"]) \
+            else g.emit("conv2d_grad_input", [ct, w], attrs)
     return [gx, gw, gb][:len(node.inputs)]
 
 

@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from tte.ir.types import DType, Value
+from tte.ops import inplace_grad
 from tte.ops.conv import GEOMETRY, conv_out_hw
 from tte.ops.pool import AVG, MAX, _geometry
 from tte.ops.registry import OpDef, register
@@ -198,7 +199,8 @@ def _mask_vjp(g, node):
 
 def _conv_vjp(g, node, gys, needs):
     """Bias and weight gradients are emitted before the input gradient, so that a layer whose
-    weights are frozen ends its output gradient's life where its input gradient is born."""
+    weights are frozen ends its output gradient's life where its input gradient is born (a
+    depthwise one's then overwrites it: tte/ops/inplace_grad.py)."""
     x, w = node.inputs[:2]
     a = node.attrs
     gacc = g.emit("mask_grad", [gys[0], _mask_vjp(g, node)])
@@ -210,9 +212,12 @@ def _conv_vjp(g, node, gys, needs):
     gw = g.emit("conv2d_s8_grad_weight", [x, gacc],
                 {**geo, "weight_shape": list(g.values[w].shape), "in_zero": a["in_zero"],
                  "scales": [float(a["in_scale"]) * s for s in w_scales]}) if needs[1] else None
-    gx = g.emit("conv2d_s8_grad_input", [gacc, w],
-                {**geo, "w_scales": w_scales, "input_shape": list(g.values[x].shape)}) \
-        if needs[0] else None
+    gx = None
+    if needs[0]:
+        attrs = {**geo, "w_scales": w_scales, "input_shape": list(g.values[x].shape)}
+        gx = inplace_grad.emit(g, "depthwise_s8_grad_input", gacc, w, attrs) \
+            if inplace_grad.applies(g, x, w, node.outputs[0], a["group"]) \
+            else g.emit("conv2d_s8_grad_input", [gacc, w], attrs)
     return [gx, gw, gb][:len(node.inputs)]
 
 
