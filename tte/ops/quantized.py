@@ -24,7 +24,7 @@ from tte.ops.conv import GEOMETRY, conv_out_hw
 from tte.ops.pool import AVG, MAX, _geometry
 from tte.ops.registry import OpDef, register
 from tte.ops.slice_channels import TRAIN_CHANNELS, on_trained, trained_shape
-from tte.quant import arith
+from tte.quant import arith, ordered
 
 ROUNDINGS = ("tflite", "half_even")
 ACT = {"act_min": -128, "act_max": 127}
@@ -259,30 +259,28 @@ def _mask_grad_ref(gy, mask):
 
 
 def _grad_input_ref(gy, w, *, input_shape, w_scales, **geo):
-    """d loss / d x_real = conv_transpose(gy * s_w[o], w_q)."""
-    from tte.ops.conv import _grad_input_ref as f32_grad_input
+    """d loss / d x_real = conv_transpose(gy * s_w[o], w_q), summed in the C kernel's order."""
     scaled = gy * np.asarray(w_scales, gy.dtype).reshape(1, -1, 1, 1)
-    return f32_grad_input(scaled, w.astype(gy.dtype), input_shape=input_shape, **geo)
+    return [ordered.conv_transpose(scaled, w.astype(gy.dtype), geo, input_shape[2:])]
 
 
 def _grad_weight_ref(x, gy, *, weight_shape, in_zero, scales, train_axis=0,
                      train_channels=None, **geo):
-    """d loss / d w_q[o] = s_x * s_w[o] * sum gy * (x_q - x_zero); with train_channels only
-    for those (trained layout), from x sliced to them."""
-    from tte.ops.conv import _grad_weight_ref as f32_grad_weight
+    """d loss / d w_q[o] = s_x * s_w[o] * sum gy * (x_q - x_zero), summed in the C kernel's
+    order; with train_channels only for those (trained layout), from x sliced to them."""
+    from tte.ops.conv import trained_problem
+    gy, shape, geo = trained_problem(gy, weight_shape, geo, train_axis, train_channels)
     xs = (x.astype(np.int32) - in_zero).astype(gy.dtype)
-    gw = f32_grad_weight(xs, gy, weight_shape=weight_shape, train_axis=train_axis,
-                         train_channels=train_channels, **geo)[0]
+    gw = ordered.conv_weight_grad(xs, gy, shape, geo)
     scales = np.asarray(scales, gy.dtype)
     if train_channels is not None and train_axis == 0:
         scales = scales[list(train_channels)]
-    return [(gw * scales.reshape(-1, 1, 1, 1)).astype(gy.dtype, copy=False)]
+    return [gw * scales.reshape(-1, 1, 1, 1)]
 
 
 def _channel_sum_scaled_ref(gy, *, scales):
-    """d loss / d b_q[o] = s_x * s_w[o] * sum over n, h, w of gy."""
-    axes = (0,) + tuple(range(2, gy.ndim))
-    return [gy.sum(axis=axes) * np.asarray(scales, gy.dtype)]
+    """d loss / d b_q[o] = s_x * s_w[o] * sum over n, h, w of gy (in the C kernel's order)."""
+    return [ordered.channel_sum(gy) * np.asarray(scales, gy.dtype)]
 
 
 register(OpDef("mask_grad", lambda ins, a: [(ins[0].shape, ins[0].dtype)], _mask_grad_ref,
