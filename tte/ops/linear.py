@@ -6,6 +6,7 @@ import numpy as np
 from tte.errors import UnsupportedError
 from tte.ir.types import Value
 from tte.ops.registry import OpDef, register
+from tte.quant import ordered
 
 
 def _linear_infer(ins: list[Value | None], a: dict) -> list:
@@ -17,8 +18,11 @@ def _linear_infer(ins: list[Value | None], a: dict) -> list:
     return [((x.shape[0], w.shape[0]), x.dtype)]
 
 
+# The references sum in the C kernels' order (tte/quant/ordered.py), so that an fp32 head on
+# an int8 backbone trains bit for bit as in C.
+
 def _linear_ref(x, w, b=None):
-    y = x @ w.T
+    y = ordered.matmul(x, w.T)
     return [(y if b is None else y + b).astype(x.dtype, copy=False)]
 
 
@@ -35,11 +39,11 @@ register(OpDef("linear", _linear_infer, _linear_ref, vjp=_linear_vjp, kernel="tt
                doc="x[N,K] @ w[M,K]^T + b[M]"))
 register(OpDef("linear_grad_input", lambda ins, a: [((ins[0].shape[0], ins[1].shape[1]),
                                                      ins[0].dtype)],
-               lambda gy, w: [(gy @ w).astype(gy.dtype, copy=False)],
+               lambda gy, w: [ordered.matmul(gy, w).astype(gy.dtype, copy=False)],
                kernel="tte_linear_grad_input", doc="gy[N,M] @ w[M,K]"))
 register(OpDef("linear_grad_weight", lambda ins, a: [((ins[1].shape[1], ins[0].shape[1]),
                                                       ins[0].dtype)],
-               lambda x, gy: [(gy.T @ x).astype(x.dtype, copy=False)],
+               lambda x, gy: [ordered.matmul(gy.T, x).astype(x.dtype, copy=False)],
                kernel="tte_linear_grad_weight", doc="gy[N,M]^T @ x[N,K]"))
 
 

@@ -6,6 +6,7 @@ import numpy as np
 from tte.ir.types import Value
 from tte.ops.registry import OpDef, register
 from tte.ops.windows import col2im, out_size, pad_for, windows
+from tte.quant import ordered
 
 AVG = {"kernel": None, "strides": [1, 1], "pads": [0, 0, 0, 0], "count_include_pad": 0,
        "ceil_mode": 0}
@@ -46,11 +47,13 @@ def _avg_ref(x, **a):
 
 
 def _avg_grad_ref(gy, *, input_shape, **a):
+    """Each output's share spread over its window: a depthwise transposed convolution with
+    weights 1, so its sums run in pool.c's order (windows in scan order)."""
     k, s, d, p, out = _geometry(input_shape[2:], a)
     share = gy / _avg_counts(input_shape, a, gy.dtype)
-    cols = np.broadcast_to(share[:, :, None, None], gy.shape[:2] + k + out)
-    padded = tuple((out[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 for i in range(2))
-    return [col2im(cols, padded, p, tuple(input_shape[2:]), s, d).astype(gy.dtype, copy=False)]
+    ones = np.ones((gy.shape[1], 1) + k, gy.dtype)
+    geo = {"strides": s, "pads": p, "dilations": d, "group": gy.shape[1]}
+    return [ordered.conv_transpose(share, ones, geo, input_shape[2:])]
 
 
 def _max_windows(x, a):
