@@ -11,6 +11,21 @@ static int labels_ok(const int32_t *labels, int32_t n, int32_t classes)
     return 1;
 }
 
+/* exp and log in double, rounded to float: the numpy reference does the same with float64
+ * (tte/quant/ordered.py). Every libm's expf/logf rounds differently, but glibc's, newlib's
+ * and numpy's double results are each within an ulp of the exact value, so after rounding
+ * to float they agree except within about 2^-29 of a float rounding boundary. Only
+ * classes + 1 calls per row: the soft-double cost on single-precision FPUs is small. */
+static float exp_d(float x)
+{
+    return (float)exp((double)x);
+}
+
+static float log_d(float x)
+{
+    return (float)log((double)x);
+}
+
 /* One row: returns -log_softmax(x)[label] = (max - x[label]) + log(sum exp(x - max)).
  * If g is not NULL also writes g = (softmax(x) - onehot(label)) * inv_n; x[label] is read
  * first and each x[j] is read before g[j] is written, so g == x is safe. */
@@ -23,7 +38,7 @@ static float xent_row(const float *x, int32_t classes, int32_t label, float *g, 
         if (x[j] > m) m = x[j];
     if (g) {
         for (j = 0; j < classes; ++j) {
-            const float e = expf(x[j] - m);
+            const float e = exp_d(x[j] - m);
             g[j] = e;
             s += e;
         }
@@ -31,9 +46,9 @@ static float xent_row(const float *x, int32_t classes, int32_t label, float *g, 
         for (j = 0; j < classes; ++j) g[j] = g[j] * inv * inv_n;
         g[label] -= inv_n; /* (p - 1) / n, with p already divided by n */
     } else {
-        for (j = 0; j < classes; ++j) s += expf(x[j] - m);
+        for (j = 0; j < classes; ++j) s += exp_d(x[j] - m);
     }
-    return (m - xl) + logf(s);
+    return (m - xl) + log_d(s);
 }
 
 int tte_softmax_cross_entropy_f32(const float *logits, const int32_t *labels, int32_t n,

@@ -6,6 +6,7 @@ import numpy as np
 from tte.errors import TTEError
 from tte.ir.types import DType, Value
 from tte.ops.registry import OpDef, register, same_as
+from tte.quant import ordered
 
 
 def _reduced_shape(shape, axes, keepdims) -> tuple[int, ...]:
@@ -91,17 +92,30 @@ def _xent_infer(ins: list[Value | None], a: dict) -> list:
     return [((), logits.dtype)]
 
 
+def _xent_rows(logits):
+    """loss.c's xent_row for every row: the max m, e = exp(x - m) and s = sum e in class
+    order (exp and log as tte/quant/ordered.py: in double, rounded to the logits' dtype)."""
+    m = logits.max(axis=1)
+    e = ordered.exp(logits - m[:, None])
+    return m, e, ordered.seq_sum(e.T)
+
+
 def _xent_ref(logits, label):
     check_labels(label, logits.shape[1])
-    lp = _log_softmax(logits.astype(np.float64, copy=False), 1)
-    return [np.asarray(-lp[np.arange(len(label)), label].mean(), logits.dtype)]
+    m, _, s = _xent_rows(logits)
+    rows = (m - logits[np.arange(len(label)), label]) + ordered.log(s)
+    n = logits.dtype.type(max(len(label), 1))
+    return [np.asarray(ordered.seq_sum(rows) / n, logits.dtype)]
 
 
 def _xent_grad_ref(logits, label):
     check_labels(label, logits.shape[1])
-    p = _softmax(logits, 1)
-    p[np.arange(len(label)), label] -= 1
-    return [(p / len(label)).astype(logits.dtype, copy=False)]
+    _, e, s = _xent_rows(logits)
+    one = logits.dtype.type(1)
+    inv_n = one / logits.dtype.type(max(len(label), 1))
+    g = e * (one / s)[:, None] * inv_n
+    g[np.arange(len(label)), label] -= inv_n
+    return [g]
 
 
 def _scaled(g, grad: str, ct: str | None) -> str:
