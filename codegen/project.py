@@ -185,7 +185,8 @@ def generate(train: Graph, forward: Graph, out_dir: str | Path, *, loss: str,
     prefix = f"tte_{name}"
     macro = prefix.upper()
 
-    protos = [f"int {prefix}_train_step(const {x_t} *x, {target_arg}, float *loss);",
+    protos = [f"{x_t} *{prefix}_input(void);",
+              f"int {prefix}_train_step(const {x_t} *x, {target_arg}, float *loss);",
               f"int {prefix}_forward(const {x_t} *x, {y_t} *logits);",
               f"int32_t {prefix}_num_trainable(void);",
               f"const char *{prefix}_trainable_name(int32_t i);",
@@ -198,7 +199,9 @@ def generate(train: Graph, forward: Graph, out_dir: str | Path, *, loss: str,
         f"#define {macro}_OUTPUT_SIZE {forward.values[logits].size}",
         f"#define {macro}_ARENA_BYTES {memory['arena_bytes']}",
         f"#define {macro}_NUM_TRAINABLE {len(trainable)}", "",
-        "/* One SGD step on one sample; *loss gets the loss before the update.",
+        "/* The sample lives in the arena at input(): write it there and pass input() as x",
+        "   to save the copy (the step then consumes it), or pass any other buffer.",
+        "   One SGD step on one sample; *loss gets the loss before the update.",
         "   Returns 0, or TTE_EBADLABEL (1) without changing anything for a bad label.",
         "   trainable_data(i) points at trainable tensor i (its C type as in the source),",
         "   trainable_size(i) is its number of elements (of a partially trained weight: its",
@@ -218,9 +221,9 @@ def generate(train: Graph, forward: Graph, out_dir: str | Path, *, loss: str,
     src.append("")
 
     consts = _Consts()
-    io = {x: "x", target: "labels" if is_xent else "target"}
-    train_body = _body(train, train_plan, names, io, consts)
-    fwd_body = _body(forward, fwd_plan, names, {x: "x"}, consts)
+    io = {target: "labels" if is_xent else "target"}
+    train_body = _load_sample(train, train_plan) + _body(train, train_plan, names, io, consts)
+    fwd_body = _load_sample(forward, fwd_plan) + _body(forward, fwd_plan, names, {}, consts)
     src += consts.decls + [""]
     uses_rc = any("rc = " in line for line in train_body)
     src += [f"int {prefix}_train_step(const {x_t} *x, {target_arg}, float *loss)", "{"]
@@ -231,11 +234,12 @@ def generate(train: Graph, forward: Graph, out_dir: str | Path, *, loss: str,
     src += train_body
     src += [f"    *loss = *{_Ctx(train, train_plan, names, io, consts).p(train.outputs[0])};",
             "    return TTE_OK;", "}", ""]
-    fwd_ctx = _Ctx(forward, fwd_plan, names, {x: "x"}, consts)
+    fwd_ctx = _Ctx(forward, fwd_plan, names, {}, consts)
     src += [f"int {prefix}_forward(const {x_t} *x, {y_t} *logits)", "{"]
     src += fwd_body
     src += [f"    memcpy(logits, {fwd_ctx.p(logits)}, {forward.values[logits].nbytes});",
             "    return TTE_OK;", "}", ""]
+    src += [f"{x_t} *{prefix}_input(void) {{ return ({x_t} *)arena; }}", ""]
     src += _accessors(prefix, trainable, names, train)
 
     header_path, source_path = out / f"{name}.h", out / f"{name}.c"
@@ -266,6 +270,16 @@ def _persistent(pname: str, v, g: Graph, names: _Names) -> list[str]:
     what = f", trained channels {part['channels']} of axis {part['axis']}" if part else ""
     return lines + [f"/* {pname}: {v.role.value} {list(v.shape)}{what}, {where} */",
                     f"{decl} = {_array_body(trained)};"]
+
+
+def _load_sample(g: Graph, plan: MemoryPlan) -> list[str]:
+    """Copy the caller's sample to its arena place (offset 0) unless it is already there."""
+    x = g.inputs[0]
+    if x not in plan.offsets:
+        return []
+    assert plan.offsets[x] == 0, "the planner pins the sample at offset 0"
+    return [f"    if ((const void *)x != (const void *)arena) "
+            f"memcpy(arena, x, {g.values[x].nbytes});"]
 
 
 def _accessors(prefix: str, trainable: list[str], names: _Names, g: Graph) -> list[str]:

@@ -139,8 +139,10 @@ def compiled(model: str, config: str):
 
 
 def lifetimes(g: Graph) -> dict[str, tuple[int, int]]:
-    """[first write, last read] of every node output, from the node list alone."""
+    """[first write, last read] of the sample (written before node 0) and of every node
+    output, from the node list alone."""
     born = {o: i for i, node in enumerate(g.nodes) for o in node.outputs}
+    born[g.inputs[0]] = 0
     last = dict(born)
     for i, node in enumerate(g.nodes):
         for v in node.inputs:
@@ -170,9 +172,10 @@ def test_model_plan(model, config, which):
     g = prog.training_graph if which == "training" else prog.forward_graph
     plan = plan_memory(g)
     span = lifetimes(g)
-    arena_values = {v for v in span if g.values[v].role is Role.activation}
+    arena_values = {v for v in span if g.values[v].role in (Role.activation, Role.input)}
     size = {v: aligned(g.values[v].nbytes) for v in arena_values}
     off = plan.offsets
+    assert off[g.inputs[0]] == 0  # where the generated input() points
 
     # every arena value has an aligned offset inside the arena, and nothing else has one
     assert set(off) == arena_values
@@ -224,3 +227,21 @@ def test_model_plan_takes_every_in_place_chance(model):
             assert plan.offsets[out] == plan.offsets[src], (node.op, src, out)
             taken += 1
     assert taken > 0
+
+
+def test_sample_written_into_the_arena_needs_no_copy():
+    """input() points at the sample's arena place: a step on a sample written there equals
+    a step on a caller's buffer, and the report counts the sample in the arena only."""
+    prog = compiled("lenet", "full")
+    runner, ref = prog.build(), prog.reference()
+    g = prog.forward_graph
+    x = np.random.default_rng(0).standard_normal(g.values[g.inputs[0]].shape).astype(np.float32)
+    fn = runner._fn
+    ffi = runner.ffi
+    ffi.memmove(fn("input")(), x.tobytes(), x.nbytes)
+    loss = np.zeros(1, np.float32)
+    assert fn("train_step")(fn("input")(), 3, ffi.cast("float *", loss.ctypes.data)) == 0
+    assert loss[0] == pytest.approx(ref.train_step(x, 3), rel=1e-6)
+    assert runner.train_step(x, 1) == pytest.approx(ref.train_step(x, 1), rel=1e-6)
+    memory = prog.report()["memory"]
+    assert memory["sram"]["inputs"] == 4  # the label

@@ -191,7 +191,7 @@ def test_stage_on_the_backward_path_stays_whole():
 
 def test_arena_shrinks_for_mcunet_at_128(capsys):
     for update in (SCHEME_49KB, "bias"):
-        prog = _compile("auto", update, size=128)
+        prog = _compile("auto", update, size=128, int8_input=True)  # the sample is in the arena
         p = prog.patch
         with capsys.disabled():
             print(f"\nmcunet-5fps 128x128 update={'49kb' if update != 'bias' else 'bias'}: "

@@ -58,11 +58,12 @@ def _lifetimes(g: Graph) -> dict[str, list[int]]:
     return span
 
 
-def _group_in_place(g: Graph, span: dict[str, list[int]]) -> list[Buffer]:
+def _group_in_place(g: Graph, span: dict[str, list[int]],
+                    pinned: list[Buffer]) -> list[Buffer]:
     """Let an op's output take over its input's buffer when the op allows it and the
     input (with everything already sharing its buffer) dies at that op."""
-    owner: dict[str, Buffer] = {}
-    buffers: list[Buffer] = []
+    owner: dict[str, Buffer] = {b.values[0]: b for b in pinned}
+    buffers: list[Buffer] = list(pinned)
     for i, node in enumerate(g.nodes):
         k = get_op(node.op).inplace
         for j, o in enumerate(node.outputs):
@@ -81,11 +82,12 @@ def _group_in_place(g: Graph, span: dict[str, list[int]]) -> list[Buffer]:
     return buffers
 
 
-def place(buffers: list[Buffer], steps: int) -> MemoryPlan:
-    """Offsets for buffers live over [start, end] of `steps` schedule slots: largest first,
-    each at the lowest offset that fits between the buffers already placed and live with it."""
-    placed: list[Buffer] = []
-    for buf in sorted(buffers, key=lambda b: (-b.size, b.start)):
+def place(buffers: list[Buffer], steps: int, pinned: tuple[Buffer, ...] = ()) -> MemoryPlan:
+    """Offsets for buffers live over [start, end] of `steps` schedule slots: the pinned ones
+    (among buffers, offsets already set) stay where they are; the others largest first, each
+    at the lowest offset that fits between the buffers already placed and live with it."""
+    placed: list[Buffer] = list(pinned)
+    for buf in sorted((b for b in buffers if b not in pinned), key=lambda b: (-b.size, b.start)):
         offset = 0
         for other in sorted((p for p in placed if p.overlaps_in_time(buf)),
                             key=lambda p: p.offset):
@@ -106,8 +108,15 @@ def place(buffers: list[Buffer], steps: int) -> MemoryPlan:
 
 
 def plan_memory(g: Graph) -> MemoryPlan:
-    """Place every activation of g in one arena; persistent values and inputs live outside."""
+    """Place every activation of g in one arena, and the sample (the graph's first input) at
+    offset 0 until its last reader, so its bytes serve later layers as on an MCU where the
+    camera writes into the arena; persistent values and the label live outside."""
     span = _lifetimes(g)
-    buffers = [b for b in _group_in_place(g, span)
-               if g.values[b.values[0]].role is Role.activation]
-    return place(buffers, len(g.nodes) + 1)
+    sample = g.inputs[0] if g.inputs else ""
+    readers = [i for i, n in enumerate(g.nodes) if sample and sample in n.inputs]
+    pinned = [Buffer([sample], _aligned(g.values[sample].nbytes), 0, max(readers), offset=0)] \
+        if readers else []
+    buffers = [b for b in _group_in_place(g, span, pinned)
+               if g.values[b.values[0]].role in (Role.activation, Role.input)]
+    return place(buffers, len(g.nodes) + 1, tuple(pinned))
+
