@@ -129,6 +129,11 @@ def test_second_search_reuses_the_analysis(tiny, monkeypatch, capsys):
                input_size=64, steps=20, layers=1, bias_grid=[1, 2], cache_dir=cache,
                progress=False)
     assert r["analysis"]["fine_tunes_run"] == 0 and r["memory"]["sram_bytes"] <= 1 << 20
+    patched = search(MODEL, sram="1M", flash="1M", data="digits", limit=40, analysis_size=32,
+                     input_size=64, steps=20, layers=1, bias_grid=[1, 2], cache_dir=cache,
+                     progress=False, patch="auto")
+    assert patched["analysis"]["fine_tunes_run"] == 0  # patching changes memory, not accuracy
+    assert patched["memory"]["sram_bytes"] < r["memory"]["sram_bytes"]
     with pytest.raises(TTEError, match=r"exceeds SRAM by [\d,]+ B"):
         search(MODEL, sram="10K", flash="1M", data="digits", limit=40, analysis_size=32,
                input_size=64, steps=20, layers=1, bias_grid=[1, 2], cache_dir=cache,

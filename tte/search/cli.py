@@ -65,6 +65,8 @@ def add_search_parser(subparsers) -> None:
     s.add_argument("--cache-dir", metavar="DIR", help="where analyses and costs are cached "
                    "(default $TTE_SEARCH_CACHE or ~/.cache/tte/search)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--patch", choices=["auto"], help="cost schemes with the patch-based first "
+                   "stage, as `tte compile --patch auto` builds them (slower: ~10 s a compile)")
     g = s.add_argument_group("MCU backbones (.pkl); a new head gets the data's classes")
     g.add_argument("--input-size", type=int, metavar="S", help="deployed input S x S, "
                    "for the memory cost (default 128)")
@@ -84,7 +86,7 @@ def run_search_cli(args: argparse.Namespace) -> int:
                int8_input=args.int8_input, precision=args.precision, head=args.head,
                steps=args.steps, lr=args.lr, momentum=args.momentum, layers=args.layers,
                bias_grid=args.bias_grid, ratios=args.ratios, seed=args.seed, jobs=args.jobs,
-               cache_dir=args.cache_dir, progress=not args.no_progress)
+               cache_dir=args.cache_dir, progress=not args.no_progress, patch=args.patch)
     print(format_result(r))
     if args.output:
         try:
