@@ -145,3 +145,17 @@ def test_scheme_out_of_range():
     with pytest.raises(TTEError, match="convolution layers"):
         tte.compile(_path("mbv2-w0.35"), num_classes=2, input_size=SIZE,
                     update={"n_bias_update": 999})
+
+
+def test_last_k_layers_trains_weights_and_biases_of_the_last_k_convolutions(tmp_path):
+    path = _path("mcunet-5fps")
+    prog = tte.compile(path, num_classes=2, input_size=SIZE, update="last:3")
+    convs = conv_layers(prog.forward_graph)
+    want = {p for c in convs[-3:] for p in c.inputs[1:3]} | {"head.weight", "head.bias"}
+    assert set(prog.trainable) == want
+    same = tte.compile(path, num_classes=2, input_size=SIZE, update={"last_k_layers": 3})
+    assert same.trainable == prog.trainable
+    assert main(["compile", str(path), "--num-classes", "2", "--input-size", str(SIZE),
+                 "--update", "last:3", "-o", str(tmp_path / "out")]) == 0
+    with pytest.raises(TTEError, match="last_k_layers"):
+        tte.compile(path, num_classes=2, input_size=SIZE, update="last:999")

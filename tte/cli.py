@@ -12,7 +12,8 @@ from tte.search.cli import add_search_parser
 
 
 def _update_arg(text: str) -> str | list[str]:
-    if text in ("full", "bias") or text.endswith(".json"):  # a .json file holds a scheme
+    from tte.sparse import is_scheme
+    if text in ("full", "bias") or is_scheme(text):  # "last:K" or a scheme .json file
         return text
     return [s for s in text.split(",") if s]
 
@@ -134,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "and report.json (ops, tensors, memory plan).")
     s.add_argument("model", help=MODEL_HELP)
     s.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
-    s.add_argument("--update", default="full", help="'full', 'bias', comma-separated "
+    s.add_argument("--update", default="full", help="'full', 'bias', 'last:K' (weights and "
+                   "biases of the last K convolutions), comma-separated "
                    "parameter names, or a sparse-update scheme .json (see tte/sparse.py) "
                    "(default: full)")
     s.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse"])

@@ -10,6 +10,9 @@ classifier when it is still a conv). A scheme:
      "weight_update_ratio": [0, 0.25, 1], # ... of this share of their channels (0: none)
      "head": true}                        # a new linear head trains fully (default)
 
+    {"last_k_layers": 4}                  # weights and biases of the last 4 convolutions
+                                          # (also "last:4" wherever a scheme is taken)
+
 A ratio r < 1 trains k = max(1, round(r * C)) of the C channels along one weight axis: the
 input channels of a (group-1) convolution, the channels of a depthwise one; other grouped
 convolutions train all channels or none. Which k:
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +43,9 @@ from tte.ir.graph import Graph, Node
 CONV_OPS = ("conv2d", "conv2d_s8")
 RATIOS = (0, 0.125, 0.25, 0.5, 1)
 HEAD_OPS = ("linear",)
-KEYS = {"n_bias_update", "weight_update_idx", "weight_update_ratio", "head", "channels"}
+KEYS = {"n_bias_update", "weight_update_idx", "weight_update_ratio", "head", "channels",
+        "last_k_layers"}
+LAST_K = re.compile(r"last:(\d+)")
 CHANNEL_CHOICES = ("first", "magnitude")
 
 
@@ -50,6 +56,7 @@ class UpdateScheme:
     weight_update_ratio: tuple[float, ...] = ()
     head: bool = True
     channels: str = "first"
+    last_k_layers: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,13 +72,16 @@ class PartialWeight:
 
 def is_scheme(update: Any) -> bool:
     return isinstance(update, (dict, UpdateScheme)) or (
-        isinstance(update, (str, os.PathLike)) and os.fspath(update).endswith(".json"))
+        isinstance(update, (str, os.PathLike)) and os.fspath(update).endswith(".json")) or (
+        isinstance(update, str) and LAST_K.fullmatch(update) is not None)
 
 
 def parse_scheme(update: Any) -> UpdateScheme:
-    """A scheme from an UpdateScheme, a dict or a JSON file of one."""
+    """A scheme from an UpdateScheme, a dict, a JSON file of one or "last:K"."""
     if isinstance(update, UpdateScheme):
         return update
+    if isinstance(update, str) and (m := LAST_K.fullmatch(update)):
+        update = {"last_k_layers": int(m.group(1))}
     if not isinstance(update, dict):
         path = os.fspath(update)
         try:
@@ -96,10 +106,12 @@ def parse_scheme(update: Any) -> UpdateScheme:
     bad = [r for r in ratios if r not in RATIOS]
     if bad:
         raise TTEError(f"update scheme: ratios {bad} are not in {RATIOS}")
-    n_bias = update.get("n_bias_update", 0)
-    if not isinstance(n_bias, int) or n_bias < 0:
-        raise TTEError(f"update scheme: n_bias_update={n_bias!r} must be an integer >= 0")
-    return UpdateScheme(n_bias, idx, ratios, bool(update.get("head", True)), channels)
+    counts = {k: update.get(k, 0) for k in ("n_bias_update", "last_k_layers")}
+    for key, n in counts.items():
+        if not isinstance(n, int) or n < 0:
+            raise TTEError(f"update scheme: {key}={n!r} must be an integer >= 0")
+    return UpdateScheme(counts["n_bias_update"], idx, ratios, bool(update.get("head", True)),
+                        channels, counts["last_k_layers"])
 
 
 def conv_layers(g: Graph) -> list[Node]:
@@ -110,14 +122,17 @@ def conv_layers(g: Graph) -> list[Node]:
 def resolve(g: Graph, scheme: UpdateScheme) -> tuple[list[str], dict[str, PartialWeight]]:
     """(parameters to train, the partially trained weights among them)."""
     convs = conv_layers(g)
-    if scheme.n_bias_update > len(convs):
-        raise TTEError(f"n_bias_update={scheme.n_bias_update}, but the model has "
-                       f"{len(convs)} convolution layers")
+    for key in ("n_bias_update", "last_k_layers"):
+        if getattr(scheme, key) > len(convs):
+            raise TTEError(f"{key}={getattr(scheme, key)}, but the model has {len(convs)} "
+                           "convolution layers")
     names: list[str] = []
     partial: dict[str, PartialWeight] = {}
-    for node in convs[len(convs) - scheme.n_bias_update:]:
+    n_bias = max(scheme.n_bias_update, scheme.last_k_layers)
+    for node in convs[len(convs) - n_bias:]:
         if len(node.inputs) > 2 and node.inputs[2]:
             names.append(node.inputs[2])
+    names += [node.inputs[1] for node in convs[len(convs) - scheme.last_k_layers:]]
     for idx, ratio in zip(scheme.weight_update_idx, scheme.weight_update_ratio):
         if not 0 <= idx < len(convs):
             raise TTEError(f"weight_update_idx {idx} is not a convolution layer (0.."
