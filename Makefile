@@ -19,11 +19,19 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/host_step.py
 	$(BIN)/python benchmarks/transfer.py --dataset faces
 	$(BIN)/python benchmarks/transfer.py --dataset faces --head int8
 	$(BIN)/python benchmarks/transfer.py --dataset digits --limit 1500 --steps 2000
 	$(BIN)/python benchmarks/transfer.py --dataset digits --limit 1500 --steps 2000 --head int8
+	# the scheme search of issue 5 on MCUNet-5FPS (about 20 minutes on 2 cores)
+	start=$$(date +%s); $(BIN)/tte search ../shared/models/mcu_imagenet/mcunet-5fps.pkl \
+	    --sram 256K --flash 1M --data digits --limit 1000 --analysis-size 64 \
+	    --input-size 128 --int8-input --steps 700 --no-progress \
+	    -o benchmarks/results/search_mcunet-5fps.json > benchmarks/results/search_mcunet-5fps.txt; \
+	    echo "wall time: $$(( $$(date +%s) - start )) s" >> benchmarks/results/search_mcunet-5fps.txt; \
+	    cat benchmarks/results/search_mcunet-5fps.txt
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

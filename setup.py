@@ -7,7 +7,8 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["tte", "tte.*", "targets", "targets.*", "codegen", "codegen.*"]),
     package_data={"tte.ops": ["SPEC.md"], "tte": ["schemes/*.json", "schemes/README.md"]},
-    install_requires=["numpy>=1.26", "onnx>=1.14", "cffi>=1.15", "tflite>=2.18", "flatbuffers>=23.5"],
+    install_requires=["numpy>=1.26", "onnx>=1.14", "cffi>=1.15", "tflite>=2.18", "flatbuffers>=23.5",
+                      "tqdm>=4.60"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "jax>=0.4.30", "jaxlib>=0.4.30", "matplotlib>=3.7",
                  "tflite-micro>=0.dev0; platform_system=='Linux' and platform_machine=='x86_64'",
