@@ -58,6 +58,31 @@ void tte_conv2d_f32(const float *x, tte_dims4 xd, const float *w, const float *b
     }
 }
 
+/* Scatter of one (output channel, input channel) pair: every (output position, tap) adds
+ * w * gy to the input position it read, taps outermost. */
+static void scatter_plane(float *gc, tte_dims4 xd, const float *go, tte_dims4 yd,
+                          const float *wk, tte_window p)
+{
+    const int32_t kh = p.kernel_h, kw = p.kernel_w;
+    for (int32_t ki = 0; ki < kh; ++ki) {
+        const int32_t offh = ki * p.dilation_h - p.pad_top;
+        int32_t oh0, oh1;
+        tte_tap_range(offh, p.stride_h, xd.h, yd.h, &oh0, &oh1);
+        for (int32_t kj = 0; kj < kw; ++kj) {
+            const int32_t offw = kj * p.dilation_w - p.pad_left;
+            const float wv = wk[ki * kw + kj];
+            int32_t ow0, ow1;
+            tte_tap_range(offw, p.stride_w, xd.w, yd.w, &ow0, &ow1);
+            for (int32_t oh = oh0; oh < oh1; ++oh) {
+                float *gr = gc + (size_t)(oh * p.stride_h + offh) * (size_t)xd.w;
+                const float *gyr = go + (size_t)oh * (size_t)yd.w;
+                for (int32_t ow = ow0; ow < ow1; ++ow)
+                    gr[ow * p.stride_w + offw] += wv * gyr[ow];
+            }
+        }
+    }
+}
+
 void tte_conv2d_grad_input_f32(const float *gy, tte_dims4 yd, const float *w,
                                float *gx, tte_dims4 xd, tte_window p, tte_split s)
 {
@@ -67,31 +92,14 @@ void tte_conv2d_grad_input_f32(const float *gy, tte_dims4 yd, const float *w,
     const size_t xplane = (size_t)xd.h * (size_t)xd.w, yplane = (size_t)yd.h * (size_t)yd.w;
     const size_t total = (size_t)xd.n * (size_t)xd.c * xplane;
     for (size_t i = 0; i < total; ++i) gx[i] = 0.0f;
-    /* Scatter: every (output position, tap) adds w * gy to the input position it read. */
     for (int32_t n = 0; n < yd.n; ++n) {
         for (int32_t o = 0; o < yd.c; ++o) {
             const int32_t c0 = (o / og) * cg;
             const float *go = gy + ((size_t)n * (size_t)yd.c + (size_t)o) * yplane;
             for (int32_t c = 0; c < cg; ++c) {
                 float *gc = gx + ((size_t)n * (size_t)xd.c + (size_t)(c0 + c)) * xplane;
-                const float *wk = tte_split_block(w, &s, sizeof(float), o, c, cg, kh * kw);
-                for (int32_t ki = 0; ki < kh; ++ki) {
-                    const int32_t offh = ki * p.dilation_h - p.pad_top;
-                    int32_t oh0, oh1;
-                    tte_tap_range(offh, p.stride_h, xd.h, yd.h, &oh0, &oh1);
-                    for (int32_t kj = 0; kj < kw; ++kj) {
-                        const int32_t offw = kj * p.dilation_w - p.pad_left;
-                        const float wv = wk[ki * kw + kj];
-                        int32_t ow0, ow1;
-                        tte_tap_range(offw, p.stride_w, xd.w, yd.w, &ow0, &ow1);
-                        for (int32_t oh = oh0; oh < oh1; ++oh) {
-                            float *gr = gc + (size_t)(oh * p.stride_h + offh) * (size_t)xd.w;
-                            const float *gyr = go + (size_t)oh * (size_t)yd.w;
-                            for (int32_t ow = ow0; ow < ow1; ++ow)
-                                gr[ow * p.stride_w + offw] += wv * gyr[ow];
-                        }
-                    }
-                }
+                scatter_plane(gc, xd, go, yd,
+                              tte_split_block(w, &s, sizeof(float), o, c, cg, kh * kw), p);
             }
         }
     }
@@ -110,23 +118,7 @@ void tte_depthwise_grad_input_f32(const float *gy, tte_dims4 d, const float *w, 
             /* tte_conv2d_grad_input_f32's scatter into the scratch: go may be gc, which is
              * written only once the plane is complete */
             for (size_t i = 0; i < plane; ++i) scratch[i] = 0.0f;
-            for (int32_t ki = 0; ki < kh; ++ki) {
-                const int32_t offh = ki * p.dilation_h - p.pad_top;
-                int32_t oh0, oh1;
-                tte_tap_range(offh, p.stride_h, d.h, d.h, &oh0, &oh1);
-                for (int32_t kj = 0; kj < kw; ++kj) {
-                    const int32_t offw = kj * p.dilation_w - p.pad_left;
-                    const float wv = wk[ki * kw + kj];
-                    int32_t ow0, ow1;
-                    tte_tap_range(offw, p.stride_w, d.w, d.w, &ow0, &ow1);
-                    for (int32_t oh = oh0; oh < oh1; ++oh) {
-                        float *sr = scratch + (size_t)(oh * p.stride_h + offh) * (size_t)d.w;
-                        const float *gyr = go + (size_t)oh * (size_t)d.w;
-                        for (int32_t ow = ow0; ow < ow1; ++ow)
-                            sr[ow * p.stride_w + offw] += wv * gyr[ow];
-                    }
-                }
-            }
+            scatter_plane(scratch, d, go, d, wk, p);
             for (size_t i = 0; i < plane; ++i) gc[i] = scratch[i];
         }
     }

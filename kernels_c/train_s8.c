@@ -10,12 +10,29 @@ void tte_mask_grad_f32(const float *gy, const uint8_t *mask, float *gx, int32_t 
         gx[i] = (mask[i >> 3] >> (i & 7)) & 1u ? gy[i] : 0.0f;
 }
 
+/* Adds g * w[tap] to every in-bounds input position that output (oy, ox) read, in tap
+ * order: the input-gradient scatter of one output position of one channel plane. */
+static void scatter_taps(float *xc, tte_dims4 xd, int32_t oy, int32_t ox, float g,
+                         const int8_t *wc, tte_window p)
+{
+    int32_t ky, kx;
+    for (ky = 0; ky < p.kernel_h; ky++) {
+        int32_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
+        if (iy < 0 || iy >= xd.h) continue;
+        for (kx = 0; kx < p.kernel_w; kx++) {
+            int32_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
+            if (ix < 0 || ix >= xd.w) continue;
+            xc[(size_t)iy * xd.w + ix] += g * (float)wc[ky * p.kernel_w + kx];
+        }
+    }
+}
+
 void tte_conv2d_s8_grad_input(const float *gy, tte_dims4 yd, const int8_t *w,
                               const float *w_scale, float *gx, tte_dims4 xd, tte_window p,
                               tte_split s)
 {
     int32_t cg = xd.c / p.groups, og = yd.c / p.groups, khw = p.kernel_h * p.kernel_w;
-    int32_t n, o, oy, ox, ic, ky, kx;
+    int32_t n, o, oy, ox, ic;
     size_t i, total = (size_t)xd.n * xd.c * xd.h * xd.w;
     for (i = 0; i < total; i++) gx[i] = 0.0f;
     for (n = 0; n < yd.n; n++) {
@@ -28,19 +45,10 @@ void tte_conv2d_s8_grad_input(const float *gy, tte_dims4 yd, const int8_t *w,
                     float g = go[(size_t)oy * yd.w + ox] * w_scale[o];
                     if (g == 0.0f) continue; /* masked-out outputs are common */
                     for (ic = 0; ic < cg; ic++) {
-                        float *xc = xg + (size_t)ic * xd.h * xd.w;
                         const int8_t *wc = s.count ? (const int8_t *)tte_split_block(
                                                w, &s, 1, o, ic, cg, khw)
                                                    : wo + (size_t)ic * khw;
-                        for (ky = 0; ky < p.kernel_h; ky++) {
-                            int32_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
-                            if (iy < 0 || iy >= xd.h) continue;
-                            for (kx = 0; kx < p.kernel_w; kx++) {
-                                int32_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
-                                if (ix < 0 || ix >= xd.w) continue;
-                                xc[(size_t)iy * xd.w + ix] += g * (float)wc[ky * p.kernel_w + kx];
-                            }
-                        }
+                        scatter_taps(xg + (size_t)ic * xd.h * xd.w, xd, oy, ox, g, wc, p);
                     }
                 }
             }
@@ -52,7 +60,7 @@ void tte_depthwise_s8_grad_input(const float *gy, tte_dims4 d, const int8_t *w,
                                  const float *w_scale, float *gx, float *scratch, tte_window p,
                                  tte_split s)
 {
-    int32_t n, c, oy, ox, ky, kx, khw = p.kernel_h * p.kernel_w;
+    int32_t n, c, oy, ox, khw = p.kernel_h * p.kernel_w;
     size_t i, hw = (size_t)d.h * d.w;
     for (n = 0; n < d.n; n++) {
         for (c = 0; c < d.c; c++) {
@@ -65,16 +73,7 @@ void tte_depthwise_s8_grad_input(const float *gy, tte_dims4 d, const int8_t *w,
             for (oy = 0; oy < d.h; oy++) {
                 for (ox = 0; ox < d.w; ox++) {
                     float g = go[(size_t)oy * d.w + ox] * w_scale[c];
-                    if (g == 0.0f) continue;
-                    for (ky = 0; ky < p.kernel_h; ky++) {
-                        int32_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
-                        if (iy < 0 || iy >= d.h) continue;
-                        for (kx = 0; kx < p.kernel_w; kx++) {
-                            int32_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
-                            if (ix < 0 || ix >= d.w) continue;
-                            scratch[(size_t)iy * d.w + ix] += g * (float)wc[ky * p.kernel_w + kx];
-                        }
-                    }
+                    if (g != 0.0f) scatter_taps(scratch, d, oy, ox, g, wc, p);
                 }
             }
             for (i = 0; i < hw; i++) xc[i] = scratch[i];
