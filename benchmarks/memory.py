@@ -212,10 +212,16 @@ def plot(results: dict, path: Path) -> None:
             ax.bar(range(len(labels)), kb, bottom=bottom, color=colors[part], label=part)
             bottom = [b + k for b, k in zip(bottom, kb)]
         ax.axhline(256, color="black", linestyle="--", linewidth=1)
-        ax.set_yscale("log")
+        # linear, so the stacked parts keep their proportions; the unoptimised bar is cut
+        top = 1.3 * max(b for b, s in zip(bottom, labels) if "unoptimised" not in s)
+        ax.set_ylim(0, top)
+        for x, (b, s) in enumerate(zip(bottom, labels)):
+            if b > top:
+                ax.text(x, 0.5 * top, f"{b:,.0f} KB", ha="center", va="center", fontsize=8,
+                        rotation=90, color="white")
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
         ax.set_title(f"{name} ({BACKBONES[name]})")
-    axes[0].set_ylabel("SRAM, KB (log); dashed: 256 KB")
+    axes[0].set_ylabel("SRAM, KB (dashed: 256 KB)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
