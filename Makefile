@@ -4,7 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean toolchains
+
+# Cross toolchains and emulators for the MCU targets (tests/test_cortex_m.py); apt only runs
+# when a package is missing, so a machine that has them is not touched.
+MCU_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -15,7 +19,16 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	$(BIN)/python examples/digits_demo.py
 
-test: $(STAMP)
+toolchains:
+	@missing=$$(for p in $(MCU_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	    | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends $$missing; \
+	fi
+
+test: $(STAMP) toolchains
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)
