@@ -35,10 +35,18 @@ class Program:
     def build(self, target: str | None = None, *, out_dir: str | None = None,
               sanitize: bool = False) -> "Runner":
         """Generate C for target (default: the compile target), build it and return a runner
-        with the same interface as reference(). sanitize adds AddressSanitizer and UBSan."""
+        with the same interface as reference(). sanitize adds AddressSanitizer and UBSan
+        (host only). "cortex-m4" / "cortex-m7" build firmware run on QEMU, whose runner
+        also has train_steps(xs, labels) to train many samples in one run."""
         target = target or self.target
+        if target.startswith("cortex-m"):
+            if sanitize:
+                raise TTEError("sanitize=True needs the host target")
+            from targets.cortex_m.runner import CortexMRunner
+            return CortexMRunner(self, target, out_dir=out_dir)
         if target != "host":
-            raise TTEError(f"target {target!r} cannot be built yet; targets: host")
+            raise TTEError(f"target {target!r} cannot be built; targets: host, cortex-m4, "
+                           f"cortex-m7")
         from targets.host.runner import HostRunner
         return HostRunner(self, out_dir=out_dir, sanitize=sanitize)
 

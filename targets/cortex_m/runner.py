@@ -1,0 +1,80 @@
+"""Cortex-M runner: the generated C as firmware on QEMU, behind the Runner interface.
+
+Every run boots from the initial weights, so the runner keeps the samples trained on so far
+and each call replays them before the new ones: the state persists as on the host runner,
+at the price of re-running earlier steps (train_steps takes many samples in one run).
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from targets.cortex_m import get_target
+from targets.cortex_m.build import Firmware, build_firmware
+from targets.cortex_m.qemu import elf_sizes, run_firmware
+from targets.firmware import FirmwareResult, check_samples, info_from_program
+from tte.errors import TTEError
+from tte.ops.slice_channels import join
+from tte.program import Program, Runner
+
+
+class CortexMRunner(Runner):
+    """train_steps / train_step / params executed by firmware on QEMU's MPS2 board."""
+
+    def __init__(self, program: Program, target: str, *, out_dir: str | None = None,
+                 timeout: float = 600) -> None:
+        super().__init__(program)
+        self.target = get_target(target)
+        self._tmp = None if out_dir else tempfile.TemporaryDirectory(prefix="tte-cortex-m-")
+        self.directory = Path(out_dir or self._tmp.name)
+        self.project = program.generate_c(self.directory / "c")
+        self.info = info_from_program(program, self.project)
+        self.timeout = timeout
+        self._xs: list[np.ndarray] = []
+        self._labels: list[np.ndarray] = []
+        self.firmware: Firmware | None = None
+        self.result: FirmwareResult | None = None
+
+    def train_steps(self, xs: Any, labels: Any) -> np.ndarray:
+        """One SGD step per sample, in order, in one firmware run; the losses (float32)."""
+        xs, labels = check_samples(self.info, xs, labels)
+        all_xs = np.concatenate(self._xs + [xs])
+        all_labels = np.concatenate(self._labels + [labels])
+        fw = build_firmware(self.info, self.target, all_xs, all_labels, len(all_xs),
+                            self.directory / self.target.name)
+        result = run_firmware(fw, len(self.info.trainable), self.timeout)
+        if result.status != 0:
+            raise TTEError(f"the firmware's train_step returned error {result.status}")
+        self._xs.append(xs)
+        self._labels.append(labels)
+        self.firmware, self.result = fw, result
+        return result.losses[-len(xs):]
+
+    def _train(self, x: np.ndarray, target: np.ndarray) -> float:
+        return float(self.train_steps(x, target)[0])
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        raise TTEError(f"forward() does not run on {self.target.name} yet; the firmware "
+                       f"trains. Use prog.build() (host) for inference")
+
+    def params(self) -> dict[str, np.ndarray]:
+        g = self.program.training_graph
+        result = {name: g.data[name].copy() for name in g.params()}
+        if self.result is None:
+            return result
+        for name, raw in zip(self.project.trainable, self.result.params):
+            v = g.values[name]
+            data = np.frombuffer(raw, v.dtype.numpy).copy()
+            part = v.meta.get("train_channels")  # the firmware holds the trained channels
+            result[name] = data.reshape(v.shape) if part is None else \
+                join(g.data[name], data, part["axis"], part["channels"])
+        return result
+
+    def sizes(self) -> dict[str, int]:
+        """Section sizes of the last firmware built (targets.cortex_m.qemu.elf_sizes)."""
+        if self.firmware is None:
+            raise TTEError("no firmware built yet: call train_steps first")
+        return elf_sizes(self.firmware.elf)

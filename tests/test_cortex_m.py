@@ -1,0 +1,130 @@
+"""Cortex-M firmware on QEMU trains exactly as the host C; the STM32F746 link fits what the
+report says, and a model that does not fit fails to link with a clear message.
+
+`make test` installs the toolchain and QEMU first (`make toolchains`), so nothing here is
+skipped there; a machine without them fails these tests with the install hint."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import pytest
+
+import tte
+from targets.cortex_m.build import build_firmware
+from targets.cortex_m import STM32F746_QEMU, get_target
+from targets.cortex_m.qemu import elf_sizes, model_bytes
+from targets.firmware import check_samples, default_samples, fnv1a, info_from_program
+from tte.cli import main as cli
+from tte.errors import TTEError
+
+from models import input_shape, lenet, num_classes
+
+MCU = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models", "mcu_imagenet",
+                   "mcunet-5fps.pkl")
+SCHEMES = os.path.join(os.path.dirname(__file__), "..", "tte", "schemes")
+
+
+def _equal_to_host(prog: tte.Program, target: str, xs: np.ndarray, labels: np.ndarray) -> None:
+    """N steps in QEMU give the host C's losses and parameters bit for bit (same flags,
+    -ffp-contract=off; libm calls are rounded through double, kernels_c/loss.c)."""
+    mcu = prog.build(target=target)
+    losses = mcu.train_steps(xs, labels)
+    host = prog.build()
+    want = np.array([host.train_step(x, y) for x, y in zip(xs, labels)], np.float32)
+    np.testing.assert_array_equal(losses, want)
+    got, ref = mcu.params(), host.params()
+    for name in ref:
+        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+    assert mcu.result.checksum == fnv1a(mcu.result.params)
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
+def test_small_cnn_fp32_equals_host(target):
+    m = lenet()
+    prog = tte.compile(m, update="full", optimizer={"lr": 0.05, "momentum": 0.9})
+    rng = np.random.default_rng(0)
+    xs = rng.uniform(-1, 1, (5,) + input_shape(m)[1:]).astype(np.float32)
+    _equal_to_host(prog, target, xs, np.arange(5) % num_classes(m))
+
+
+def test_mcunet_int8_sparse_scheme_equals_host():
+    # int8 MLPerf Tiny .tflite models cannot train yet (linear_s8 has no gradient), so the
+    # int8 check is the backbone with its published sparse scheme, at 64x64 for time
+    prog = tte.compile(MCU, num_classes=10, head="int8", int8_input=True, input_size=64,
+                       update=os.path.join(SCHEMES, "mcunet-5fps-49kb.json"))
+    rng = np.random.default_rng(1)
+    xs = rng.integers(-128, 128, (3, 3, 64, 64)).astype(np.int8)
+    _equal_to_host(prog, "cortex-m4", xs, np.array([1, 5, 7]))
+
+
+def test_train_step_state_persists_between_calls():
+    m = lenet()
+    prog = tte.compile(m, update="bias", optimizer={"lr": 0.1})
+    xs = np.random.default_rng(2).uniform(-1, 1, (3,) + input_shape(m)[1:]).astype(np.float32)
+    mcu, host = prog.build(target="cortex-m7"), prog.build()
+    assert mcu.train_step(xs[0], 1) == host.train_step(xs[0], 1)
+    assert list(mcu.train_steps(xs[1:], [2, 3])) == [host.train_step(x, y)
+                                                      for x, y in zip(xs[1:], [2, 3])]
+    with pytest.raises(TTEError, match="label"):
+        mcu.train_step(xs[0], 99)
+
+
+def test_mcunet_99kb_links_for_stm32f746_and_matches_report(tmp_path):
+    prog = tte.compile(MCU, num_classes=10, head="int8", int8_input=True, patch="auto",
+                       update=os.path.join(SCHEMES, "mcunet-5fps-99kb.json"))
+    project = prog.generate_c(tmp_path / "c")
+    info = info_from_program(prog, project)
+    xs, labels = check_samples(info, *default_samples(info, count=1))
+    fw = build_firmware(info, get_target("cortex-m4"), xs, labels, 1, tmp_path / "m4")
+    mem, sizes = project.memory, elf_sizes(fw.elf)
+    linked = model_bytes(fw.elf, fw.model_symbols)
+    # the generated arrays are exactly the report's tensors
+    assert linked["arena"] == mem["arena_bytes"]
+    assert linked["trainable"] == mem["sram"]["trainable_parameters"]
+    assert linked["state"] == mem["sram"]["optimizer_state"]
+    assert linked["frozen"] == mem["flash_bytes"]
+    # the sections add code, per-channel constants, the sample, newlib and the stack
+    s = sizes["sections"]
+    assert s[".data"] >= mem["sram"]["trainable_parameters"]
+    assert s[".bss"] >= mem["arena_bytes"] + mem["sram"]["optimizer_state"]
+    assert 0 <= sizes["sram"] - mem["sram_bytes"] <= s[".stack"] + 4096
+    assert s[".rodata"] >= mem["flash_bytes"] + linked["consts"] + xs.nbytes
+    assert sizes["flash"] <= STM32F746_QEMU.flash_kb * 1024
+    assert sizes["sram"] <= STM32F746_QEMU.ram_kb * 1024
+
+
+def test_too_big_model_fails_to_link(tmp_path):
+    prog = tte.compile(MCU, num_classes=10, head="int8", int8_input=True, update="full")
+    project = prog.generate_c(tmp_path / "c")
+    info = info_from_program(prog, project)
+    xs, labels = check_samples(info, *default_samples(info, count=1))
+    with pytest.raises(TTEError, match=r"does not fit the STM32F746.*overflows the 320 KB "
+                                       r"SRAM by [\d,]+ bytes"):
+        build_firmware(info, get_target("cortex-m4"), xs, labels, 1, tmp_path / "m4")
+
+
+def test_cli_build_and_run(tmp_path, capsys):
+    model = tmp_path / "lenet.onnx"
+    onnx.save(lenet(), model)
+    out = tmp_path / "out"
+    assert cli(["compile", str(model), "-o", str(out), "--lr", "0.05"]) == 0
+    samples = tmp_path / "s.npz"
+    x = np.random.default_rng(3).uniform(-1, 1, (2,) + input_shape(lenet())[1:])
+    np.savez(samples, x=x.astype(np.float32), labels=np.array([3, 4]))
+    assert cli(["build", str(out), "--target", "cortex-m7", "--samples", str(samples)]) == 0
+    for ext in ("elf", "bin", "hex"):
+        assert (out / "cortex-m7" / f"firmware.{ext}").stat().st_size > 0
+    capsys.readouterr()
+    assert cli(["run", str(out), "--target", "cortex-m4", "--steps", "3",
+                "--samples", str(samples)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("step ") == 3 and "checksum 0x" in text
+    prog = tte.compile(str(model), optimizer={"lr": 0.05})
+    host = prog.build()
+    first = host.train_step(x[0].astype(np.float32), 3)
+    assert f"(0x{np.float32(first).view(np.uint32):08x})" in text.splitlines()[0]
+    np.savez(samples, x=x.astype(np.float32), labels=np.array([3, 40]))
+    assert cli(["run", str(out), "--target", "cortex-m4", "--samples", str(samples)]) == 2
+    assert "labels must lie in [0, 10)" in capsys.readouterr().err
