@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 from tte.errors import TTEError
 from tte.ir.graph import Graph
+from tte.ir.precision import to_fp16
 from tte.passes.patch import parse_patch, patch_graphs
 from tte.program import Program
 from tte.sparse import is_scheme, parse_scheme, resolve
@@ -71,7 +72,7 @@ def _optimizer(optimizer: dict | None) -> dict:
 def compile(model: Any, *, update: str | Sequence[str] | dict = "full", loss: str = "cross_entropy",
             optimizer: dict | None = None, target: str = "host", fold_batchnorm: bool = True,
             input_shapes: dict | None = None, qas: bool = True, master_weights: bool = False,
-            reorder: bool = True, patch: str | dict | None = None,
+            reorder: bool = True, patch: str | dict | None = None, accumulate: str = "fp16",
             **model_options: Any) -> Program:
     """Compile a model into a training program (forward, loss, gradients, in-place SGD).
 
@@ -84,14 +85,23 @@ def compile(model: Any, *, update: str | Sequence[str] | dict = "full", loss: st
     patch runs the first high-resolution layers tile by tile (tte.passes.patch): "auto"
     picks the split with the smallest arena per graph, {"nodes": K, "tiles": N} runs the
     first K nodes on an N x N grid, None (default) keeps every map whole.
+    precision="fp16" trains a float model (an MCU backbone: its fp32 weights) in half
+    precision: f16 activations, gradients, weights and optimizer state, an f32 loss;
+    accumulate ("fp16", as PULP-TrainLib, or "fp32") is how its kernels sum.
     model_options go to load_model."""
     if target not in TARGETS:
         raise TTEError(f"target {target!r} is not known; targets: {', '.join(TARGETS)}")
     opt = _optimizer(optimizer)
     if patch is not None:
         parse_patch(patch)  # a bad spec fails before the model is read
+    half = model_options.get("precision") == "fp16"
+    if half:  # an MCU backbone is read with float weights; other formats take no precision
+        pkl = isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".pkl")
+        model_options = {**model_options, "precision": "fp32" if pkl else None}
     fwd = load_model(model, fold_batchnorm=fold_batchnorm, input_shapes=input_shapes,
                      **model_options)
+    if half:
+        fwd = to_fp16(fwd, accumulate)
     if len(fwd.inputs) != 1:
         raise TTEError(f"training needs a model with one input, this one has {fwd.inputs}")
     partial = {}

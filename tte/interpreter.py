@@ -47,12 +47,19 @@ def run(graph: Graph, feeds: Mapping[str, np.ndarray], state: dict[str, np.ndarr
         args = list(node.inputs)
         while args and not args[-1]:
             args.pop()
-        results = opdef.ref(*[env[a] if a else None for a in args], **node.attrs)
+        ins = [env[a] if a else None for a in args]
+        half = any(x is not None and x.dtype == np.float16 for x in ins)
+        if half:  # f16 kernels compute in float and round what they store
+            ins = [cast(x, np.float32) if x is not None else None for x in ins]
+        results = opdef.ref(*ins, **node.attrs)
         if opdef.mutates:
             targets = [node.inputs[k] for k in opdef.mutates if k < len(args) and args[k]]
-            for name, new in zip(targets, results):
-                env[name] = state[name] = new
         else:
-            for name, out in zip(node.outputs, results):
-                env[name] = out
+            targets = node.outputs
+        for name, new in zip(targets, results):
+            if half:
+                new = cast(new, graph.values[name].dtype.numpy)
+            env[name] = new
+            if opdef.mutates:
+                state[name] = new
     return {name: env[name] for name in graph.outputs}

@@ -30,7 +30,9 @@ _INT_DEFINE = re.compile(r"^\s*#\s*define\s+([A-Za-z_]\w*)\s+\(?\s*(-?(?:0[xX][0
 
 def headers(kernels_dir: Path = KERNELS_DIR) -> list[Path]:
     """All kernel headers, tte_common.h first (it declares the shared structs)."""
-    return sorted(kernels_dir.glob("*.h"), key=lambda p: (p.name != COMMON, p.name))
+    # cffi cannot parse _Float16: tests/test_fp16.py runs the half kernels in generated projects
+    return sorted((h for h in kernels_dir.glob("*.h") if h.name != "tte_f16.h"),
+                  key=lambda p: (p.name != COMMON, p.name))
 
 
 def sources(kernels_dir: Path = KERNELS_DIR) -> list[Path]:

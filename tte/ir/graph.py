@@ -31,6 +31,8 @@ class Graph:
         self.outputs: list[str] = []
         self.data: dict[str, np.ndarray] = {}
         self.phase = "forward"  # phase given to nodes added from now on
+        # sums of an f16 graph: "fp16" (a half accumulator, as PULP-TrainLib) or "fp32"
+        self.accumulate = "fp16"
         self._counter = itertools.count()
 
     # --- construction -------------------------------------------------------
@@ -108,6 +110,7 @@ class Graph:
         g.inputs = list(self.inputs)
         g.outputs = list(self.outputs)
         g.phase = self.phase
+        g.accumulate = self.accumulate
         g.data = dict(self.data)  # arrays are shared read-only; runners copy what they mutate
         return g
 

@@ -38,11 +38,12 @@ def _infer(w_dtype: DType):
     def rule(ins: list[Value | None], a: dict) -> list:
         gy, w = ins
         shape = tuple(a["input_shape"])
-        if gy.dtype != DType.f32 or w.dtype != w_dtype or gy.shape != shape or \
+        half = w_dtype == DType.f32 and gy.dtype == w.dtype == DType.f16  # an f16 model
+        if not half and (gy.dtype != DType.f32 or w.dtype != w_dtype) or gy.shape != shape or \
                 len(shape) != 4 or w.shape[:2] != (shape[1], 1) or a["group"] != shape[1]:
             raise ValueError(f"in-place depthwise input gradient: gy {gy.type_str()}, w "
                              f"{w.type_str()}, group {a['group']}, input {list(shape)}")
-        return [(shape, DType.f32), ((shape[2] * shape[3],), DType.f32)]
+        return [(shape, gy.dtype), ((shape[2] * shape[3],), gy.dtype)]
     return rule
 
 

@@ -89,7 +89,8 @@ def _xent_infer(ins: list[Value | None], a: dict) -> list:
                          "expected [N, C] and [N]")
     if label.dtype != DType.i32:
         raise ValueError("softmax_cross_entropy: labels must be i32")
-    return [((), logits.dtype)]
+    # an f16 model's loss stays f32: one scalar, and the value the user reads
+    return [((), DType.f32 if logits.dtype == DType.f16 else logits.dtype)]
 
 
 def _xent_rows(logits):

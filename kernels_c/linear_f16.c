@@ -1,0 +1,95 @@
+/* fp16 fully connected kernels; see tte_f16.h. Sums in linear.c's order: forward over k,
+ * input gradient over the m outputs, weight gradient over the batch. The v2f16 paths pair
+ * two outputs j (forward) or two inputs p (gradients) that share the other operand. */
+#include "tte_f16.h"
+
+#if TTE_V2F16
+__extension__ typedef _Float16 tte_v2f16 __attribute__((vector_size(4)));
+#endif
+
+void tte_linear_f16(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *w,
+                    const tte_f16 *bias, tte_f16 *y, int32_t m, int acc32)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        const tte_f16 *xr = x + (size_t)i * (size_t)k;
+        tte_f16 *yr = y + (size_t)i * (size_t)m;
+        int32_t j = 0;
+#if TTE_V2F16
+        for (; !acc32 && j + 1 < m; j += 2) {
+            const tte_f16 *wa = w + (size_t)j * (size_t)k, *wb = wa + k;
+            tte_v2f16 acc = {0, 0};
+            for (int32_t p = 0; p < k; ++p) acc = acc + (tte_v2f16){wa[p], wb[p]} *
+                                                        (tte_v2f16){xr[p], xr[p]};
+            if (bias) acc = acc + (tte_v2f16){bias[j], bias[j + 1]};
+            yr[j] = acc[0];
+            yr[j + 1] = acc[1];
+        }
+#endif
+        for (; j < m; ++j) {
+            const tte_f16 *wr = w + (size_t)j * (size_t)k;
+            float acc = 0.0f;
+            for (int32_t p = 0; p < k; ++p) acc = tte_f16_mac(acc, (float)xr[p], (float)wr[p], acc32);
+            if (bias) acc = tte_f16_add(acc, (float)bias[j], acc32);
+            yr[j] = (tte_f16)acc;
+        }
+    }
+}
+
+void tte_linear_grad_input_f16(const tte_f16 *gy, int32_t n, int32_t m, const tte_f16 *w,
+                               tte_f16 *gx, int32_t k, int acc32)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        const tte_f16 *g = gy + (size_t)i * (size_t)m;
+        tte_f16 *gr = gx + (size_t)i * (size_t)k;
+        int32_t p = 0;
+#if TTE_V2F16
+        for (; !acc32 && p + 1 < k; p += 2) {
+            tte_v2f16 acc = {0, 0};
+            for (int32_t j = 0; j < m; ++j) {
+                const tte_f16 *wr = w + (size_t)j * (size_t)k + (size_t)p;
+                acc = acc + (tte_v2f16){g[j], g[j]} * (tte_v2f16){wr[0], wr[1]};
+            }
+            gr[p] = acc[0];
+            gr[p + 1] = acc[1];
+        }
+#endif
+        for (; p < k; ++p) {
+            float acc = 0.0f;
+            for (int32_t j = 0; j < m; ++j)
+                acc = tte_f16_mac(acc, (float)g[j], (float)w[(size_t)j * (size_t)k + (size_t)p],
+                                  acc32);
+            gr[p] = (tte_f16)acc;
+        }
+    }
+}
+
+/* gw[j, p], summed over the batch */
+static float grad_w(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *gy, int32_t m,
+                    int32_t j, int32_t p, int acc32)
+{
+    float acc = 0.0f;
+    for (int32_t i = 0; i < n; ++i)
+        acc = tte_f16_mac(acc, (float)gy[(size_t)i * (size_t)m + (size_t)j],
+                          (float)x[(size_t)i * (size_t)k + (size_t)p], acc32);
+    return acc;
+}
+
+void tte_linear_grad_weight_f16(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *gy,
+                                int32_t m, tte_f16 *gw, int acc32)
+{
+    for (int32_t j = 0; j < m; ++j)
+        for (int32_t p = 0; p < k; ++p)
+            gw[(size_t)j * (size_t)k + (size_t)p] = (tte_f16)grad_w(x, n, k, gy, m, j, p, acc32);
+}
+
+void tte_linear_grad_weight_sgd_f16(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *gy,
+                                    int32_t m, tte_f16 *w, tte_f16 *momentum, float lr,
+                                    float momentum_coef, float weight_decay, int acc32)
+{
+    for (int32_t j = 0; j < m; ++j)
+        for (int32_t p = 0; p < k; ++p) {
+            const size_t e = (size_t)j * (size_t)k + (size_t)p;
+            tte_sgd_step_f16(w + e, grad_w(x, n, k, gy, m, j, p, acc32),
+                             momentum ? momentum + e : NULL, lr, momentum_coef, weight_decay);
+        }
+}
