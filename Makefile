@@ -41,7 +41,7 @@ bench: $(STAMP)
 	# the scheme search of issue 5 on MCUNet-5FPS (about 20 minutes on 2 cores)
 	start=$$(date +%s); $(BIN)/tte search ../shared/models/mcu_imagenet/mcunet-5fps.pkl \
 	    --sram 256K --flash 1M --data digits --limit 1000 --analysis-size 64 \
-	    --input-size 128 --int8-input --steps 700 --no-progress \
+	    --input-size 128 --int8-input --steps 700 --no-progress --verify \
 	    -o benchmarks/results/search_mcunet-5fps.json > benchmarks/results/search_mcunet-5fps.txt; \
 	    echo "wall time: $$(( $$(date +%s) - start )) s" >> benchmarks/results/search_mcunet-5fps.txt; \
 	    cat benchmarks/results/search_mcunet-5fps.txt

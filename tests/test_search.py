@@ -11,7 +11,7 @@ import pytest
 
 from tte.cli import main
 from tte.errors import TTEError
-from tte.search import analysis, parse_size, search
+from tte.search import analysis, format_result, parse_size, search
 from tte.search.solver import Cost, Problem, Scheme, choose
 from tte.sparse import parse_scheme
 
@@ -177,3 +177,12 @@ def test_npz_data(tmp_path):
     np.savez(tmp_path / "bad.npz", x=x)
     with pytest.raises(TTEError, match="needs arrays 'x' and 'y'"):
         load_dataset(str(tmp_path / "bad.npz"))
+
+
+def test_verify_fine_tunes_the_chosen_scheme(tiny, capsys):
+    cache, _ = tiny
+    r = search(MODEL, sram="1M", flash="1M", data="digits", limit=40, analysis_size=32,
+               input_size=64, steps=20, layers=1, bias_grid=[1, 2], cache_dir=cache,
+               progress=False, verify=True)
+    assert 0 <= r["measured"]["accuracy"] <= 1
+    assert "measured: a fine-tune of this scheme" in format_result(r)

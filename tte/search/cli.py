@@ -65,6 +65,8 @@ def add_search_parser(subparsers) -> None:
     s.add_argument("--cache-dir", metavar="DIR", help="where analyses and costs are cached "
                    "(default $TTE_SEARCH_CACHE or ~/.cache/tte/search)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--verify", action="store_true", help="fine-tune the chosen scheme once "
+                   "more and print its measured accuracy beside the prediction")
     s.add_argument("--patch", choices=["auto"], help="cost schemes with the patch-based first "
                    "stage, as `tte compile --patch auto` builds them (slower: ~10 s a compile)")
     g = s.add_argument_group("MCU backbones (.pkl); a new head gets the data's classes")
@@ -86,7 +88,8 @@ def run_search_cli(args: argparse.Namespace) -> int:
                int8_input=args.int8_input, precision=args.precision, head=args.head,
                steps=args.steps, lr=args.lr, momentum=args.momentum, layers=args.layers,
                bias_grid=args.bias_grid, ratios=args.ratios, seed=args.seed, jobs=args.jobs,
-               cache_dir=args.cache_dir, progress=not args.no_progress, patch=args.patch)
+               cache_dir=args.cache_dir, progress=not args.no_progress, patch=args.patch,
+               verify=args.verify)
     print(format_result(r))
     if args.output:
         try:
