@@ -186,3 +186,11 @@ def test_verify_fine_tunes_the_chosen_scheme(tiny, capsys):
                progress=False, verify=True)
     assert 0 <= r["measured"]["accuracy"] <= 1
     assert "measured: a fine-tune of this scheme" in format_result(r)
+
+
+def test_weight_options_below_min_gain_are_not_candidates(tiny):
+    cache, _ = tiny
+    r = search(MODEL, sram="1M", flash="1M", data="digits", limit=40, analysis_size=32,
+               input_size=64, steps=20, layers=1, bias_grid=[1, 2], cache_dir=cache,
+               progress=False, min_gain=1.0)
+    assert r["scheme"]["weight_update_idx"] == []

@@ -28,11 +28,12 @@ from typing import Sequence
 from tte.errors import TTEError
 from tte.search.analysis import CACHE_DIR, analyse, file_hash, key
 from tte.search.analysis import verify as verify_scheme
-from tte.search.solver import Cost, Scheme, check_fits, choose
+from tte.search.solver import Cost, Problem, Scheme, check_fits, choose
 
 DEFAULT_BIAS_GRID = (1, 3, 6, 9, 12, 16, 20, 24, 30)  # and every convolution
 DEFAULT_RATIOS = (0.125, 0.25, 0.5, 1.0)
 DEFAULT_WINDOW = 12  # weight candidates: the last 12 convolutions (MCUNet: blocks 10-13)
+MIN_GAIN = 0.03  # a weight option must beat the bias baseline by this much accuracy
 _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1 << 20, "MB": 1 << 20,
           "MIB": 1 << 20}
 
@@ -103,7 +104,8 @@ def search(model: str | os.PathLike, *, sram: int | str, flash: int | str, data:
            lr: float = 0.005, momentum: float = 0.0, layers: int = DEFAULT_WINDOW,
            bias_grid: Sequence[int] | None = None, ratios: Sequence[float] = DEFAULT_RATIOS,
            seed: int = 0, jobs: int = 2, cache_dir: str | os.PathLike | None = None,
-           progress: bool = True, patch: str | None = None, verify: bool = False) -> dict:
+           progress: bool = True, patch: str | None = None, verify: bool = False,
+           min_gain: float = MIN_GAIN) -> dict:
     """Search the sparse-update scheme of the largest measured contribution that fits.
 
     data: "digits", "faces" (tte.datasets) or a .npz with x and y; limit: images used.
@@ -114,7 +116,9 @@ def search(model: str | os.PathLike, *, sram: int | str, flash: int | str, data:
     the k of "biases of the last k convolutions" tried. patch="auto" costs every scheme with
     the patch-based first stage (tte.compile's patch; ~10 s per compile at 128x128 instead of
     0.1 s). verify fine-tunes the chosen scheme once more, as the analysis did its parts, and
-    reports the measured accuracy beside the predicted one. Returns the scheme (tte/sparse.py's
+    reports the measured accuracy beside the predicted one. A weight option must gain at least
+    min_gain (accuracy, 0.03 = 3 points: about a short fine-tune's run-to-run noise) over the
+    bias baseline to be a candidate; below that its gain is noise that does not add up. Returns the scheme (tte/sparse.py's
     format), its predicted contribution and compiled memory, and the analysis summary."""
     from tte.api import load_model
     from tte.datasets import fingerprint, load_dataset
@@ -161,6 +165,9 @@ def search(model: str | os.PathLike, *, sram: int | str, flash: int | str, data:
             path, tune_opts, d, setting=setting, steps=steps, optimizer=optimizer, seed=seed,
             bias_grid=grid, window=layers, ratios=list(ratios), n_convs=len(convs),
             jobs=jobs, cache_dir=cache_dir, progress=progress)
+        problem = Problem(problem.bias, {
+            i: kept for i, gains in problem.weights.items()
+            if (kept := {r: g for r, g in gains.items() if g >= min_gain})})
         scheme, cost, rounds, proven = choose(problem, costs, sram_b, flash_b)
     finally:
         costs.save()

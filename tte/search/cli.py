@@ -5,7 +5,7 @@ import argparse
 import json
 
 from tte.errors import TTEError
-from tte.search import DEFAULT_BIAS_GRID, DEFAULT_RATIOS, DEFAULT_WINDOW, parse_size
+from tte.search import DEFAULT_BIAS_GRID, DEFAULT_RATIOS, DEFAULT_WINDOW, MIN_GAIN, parse_size
 
 
 def _size(text: str) -> int:
@@ -65,6 +65,9 @@ def add_search_parser(subparsers) -> None:
     s.add_argument("--cache-dir", metavar="DIR", help="where analyses and costs are cached "
                    "(default $TTE_SEARCH_CACHE or ~/.cache/tte/search)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--min-gain", type=float, default=MIN_GAIN, metavar="G", help="a weight "
+                   "option must add at least G held-out accuracy (default 0.03: about a "
+                   "short fine-tune's run-to-run noise)")
     s.add_argument("--verify", action="store_true", help="fine-tune the chosen scheme once "
                    "more and print its measured accuracy beside the prediction")
     s.add_argument("--patch", choices=["auto"], help="cost schemes with the patch-based first "
@@ -89,7 +92,7 @@ def run_search_cli(args: argparse.Namespace) -> int:
                steps=args.steps, lr=args.lr, momentum=args.momentum, layers=args.layers,
                bias_grid=args.bias_grid, ratios=args.ratios, seed=args.seed, jobs=args.jobs,
                cache_dir=args.cache_dir, progress=not args.no_progress, patch=args.patch,
-               verify=args.verify)
+               verify=args.verify, min_gain=args.min_gain)
     print(format_result(r))
     if args.output:
         try:
