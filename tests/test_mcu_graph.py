@@ -131,7 +131,7 @@ def test_sanitized_int8_training():
 @pytest.mark.parametrize("options, message", [
     ({"num_classes": 1}, "num_classes"),
     ({"head": "int4"}, "head"),
-    ({"precision": "fp16"}, "precision"),
+    ({"precision": "fp8"}, "precision"),
     ({"input_size": 100}, "multiple of 32"),
 ])
 def test_bad_options(options, message):
