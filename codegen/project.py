@@ -14,7 +14,7 @@ from codegen.ops_f16 import to_f16
 from tte.errors import UnsupportedError
 from tte.ir.graph import Graph
 from tte.ir.types import DType, Role
-from tte.memory import ALIGN, MemoryPlan, memory_report, plan_memory
+from tte.memory import ALIGN, MemoryPlan, memory_report, plan_memory, with_constant_tables
 from tte.ops.slice_channels import split, trained_size
 
 KERNELS_DIR = Path(__file__).resolve().parents[1] / "kernels_c"
@@ -100,6 +100,7 @@ class _Consts:
     def __init__(self) -> None:
         self.decls: list[str] = []
         self.by_key: dict[tuple, str] = {}
+        self.nbytes = 0  # flash they take
 
     def symbol(self, arr: np.ndarray) -> str:
         arr = np.ascontiguousarray(arr)
@@ -110,6 +111,7 @@ class _Consts:
             self.decls.append(f"static const {ct} {sym}[{max(arr.size, 1)}] = "
                               f"{_array_body(arr)};")
             self.by_key[key] = sym
+            self.nbytes += max(arr.size, 1) * arr.itemsize
         return self.by_key[key]
 
 
@@ -232,6 +234,7 @@ def generate(train: Graph, forward: Graph, out_dir: str | Path, *, loss: str,
     io = {target: "labels" if is_xent else "target"}
     train_body = _load_sample(train, train_plan) + _body(train, train_plan, names, io, consts)
     fwd_body = _load_sample(forward, fwd_plan) + _body(forward, fwd_plan, names, {}, consts)
+    memory = with_constant_tables(memory, consts.nbytes)
     src += consts.decls + [""]
     uses_rc = any("rc = " in line for line in train_body)
     src += [f"int {prefix}_train_step(const {x_t} *x, {target_arg}, float *loss)", "{"]
@@ -280,6 +283,16 @@ def _persistent(pname: str, v, g: Graph, names: _Names) -> list[str]:
     what = f", trained channels {part['channels']} of axis {part['axis']}" if part else ""
     return lines + [f"/* {pname}: {v.role.value} {list(v.shape)}{what}, {where} */",
                     f"{decl} = {_array_body(trained)};"]
+
+
+def constant_tables_bytes(train: Graph, forward: Graph, train_plan: MemoryPlan,
+                          fwd_plan: MemoryPlan) -> int:
+    """Flash bytes of the constant tables the emitters ask for (requantization multipliers,
+    scales, QAS factors, channel tables), without writing a project."""
+    names, consts = _Names(train), _Consts()
+    _body(train, train_plan, names, {train.inputs[1]: "target"}, consts)
+    _body(forward, fwd_plan, names, {}, consts)
+    return consts.nbytes
 
 
 def _load_sample(g: Graph, plan: MemoryPlan) -> list[str]:

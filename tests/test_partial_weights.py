@@ -193,7 +193,8 @@ def test_split_storage_in_report_and_c(channels, tmp_path):
     report = prog.report()
     mem = report["memory"]
     assert mem["sram"]["trainable_parameters"] == sum(trained.values()) + sum(whole.values())
-    assert mem["flash_bytes"] == frozen + sum(g.values[n].nbytes - b for n, b in trained.items())
+    assert mem["flash_bytes"] == frozen + mem["constant_tables_bytes"] + sum(
+        g.values[n].nbytes - b for n, b in trained.items())
     rows = {u["name"]: u for u in report["updates"]}
     for name, b in trained.items():
         assert rows[name]["bytes"] == b

@@ -25,9 +25,12 @@ def program_report(prog: "Program", project: "CProject | None" = None) -> dict:
     g = prog.training_graph
     if project is not None:
         memory = project.memory
-    else:
-        from tte.memory import memory_report, plan_memory
-        memory = memory_report(g, plan_memory(g), plan_memory(prog.forward_graph))
+    else:  # the same figures the C project would report, without writing it
+        from codegen.project import constant_tables_bytes
+        from tte.memory import memory_report, plan_memory, with_constant_tables
+        plans = plan_memory(g), plan_memory(prog.forward_graph)
+        memory = with_constant_tables(memory_report(g, *plans), constant_tables_bytes(
+            g, prog.forward_graph, *plans))
     report: dict[str, Any] = {
         "model": g.name,
         "target": prog.target,

@@ -41,3 +41,9 @@ def memory_report(train: Graph, train_plan: MemoryPlan, forward_plan: MemoryPlan
              "first_node": b.start, "last_node": b.end}
             for b in train_plan.buffers],
     }
+
+
+def with_constant_tables(memory: dict, nbytes: int) -> dict:
+    """memory with the C project's constant tables added to flash: per-channel requantization
+    multipliers, scales and QAS factors are decided by the C emitters, not stored in the IR."""
+    return {**memory, "constant_tables_bytes": nbytes, "flash_bytes": memory["flash_bytes"] + nbytes}
