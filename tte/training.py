@@ -143,10 +143,8 @@ def _limit_channels(g: Graph, weight: str, grad: str, part: PartialWeight) -> No
     node.attrs.update(_train_attrs(part))
     gv = g.values[grad]
     gv.shape = trained_shape(gv.shape, part.axis, part.channels)
-    v = g.values[weight]
-    v.meta["train_channels"] = {"axis": part.axis, "count": part.count,
-                                "channels": list(part.channels)}
-    v.trainable_channels = part.count
+    g.values[weight].meta["train_channels"] = {"axis": part.axis, "count": part.count,
+                                               "channels": list(part.channels)}
 
 
 def _loss_input(g: Graph, loss: str) -> Value:

@@ -21,7 +21,8 @@ def format_graph(g: "Graph") -> str:
         lines.append(f"  {'input':<10}{name}: {g.values[name].type_str()}")
     for name, v in g.values.items():
         if v.role.persistent:
-            extra = f" ({v.trainable_channels} channels trainable)" if v.trainable_channels else ""
+            part = v.meta.get("train_channels")
+            extra = f" ({part['count']} channels trainable)" if part else ""
             lines.append(f"  {v.role.value:<10}{name}: {v.type_str()}{extra}")
     phase = None
     for n in g.nodes:

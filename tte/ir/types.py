@@ -60,7 +60,7 @@ class Role(str, enum.Enum):
     activation = "activation"  # produced by a node, lives in the arena
     frozen = "frozen"          # parameter never updated: flash, const
     trainable = "trainable"    # parameter updated in place: SRAM
-    partial = "partial"        # first `trainable_channels` along axis 0 in SRAM, rest frozen
+    partial = "partial"        # meta["train_channels"] of one axis in SRAM, the rest in flash
     state = "state"            # optimizer state (momentum): SRAM, persists across steps
     const = "const"            # compile-time constant that is not a model parameter
 
@@ -80,7 +80,6 @@ class Value:
     dtype: DType = DType.f32
     role: Role = Role.activation
     quant: QuantParams | None = None
-    trainable_channels: int | None = None  # only for Role.partial
     meta: dict = field(default_factory=dict)
 
     @property
