@@ -79,10 +79,7 @@ def measure(model: Path, update, **options) -> dict:
 def backward_peak(g) -> int:
     """Most bytes live at one node of the loss, backward and update phases: what reordering
     changes, also where the forward's peak sets the arena."""
-    live = [0] * (len(g.nodes) + 1)
-    for b in plan_memory(g).buffers:
-        for t in range(b.start, b.end + 1):
-            live[t] += b.size
+    live = plan_memory(g).live
     return max(live[i] for i, n in enumerate(g.nodes) if n.phase != "forward")
 
 

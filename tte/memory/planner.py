@@ -29,6 +29,7 @@ class MemoryPlan:
     lower_bound: int  # largest sum of sizes live at one node: no plan can be smaller
     buffers: list[Buffer]
     offsets: dict[str, int] = field(default_factory=dict)
+    live: list[int] = field(default_factory=list)  # bytes live at each schedule slot
 
     def check(self) -> None:
         """No two buffers that are live at the same time may share a byte."""
@@ -102,7 +103,7 @@ def place(buffers: list[Buffer], steps: int, pinned: tuple[Buffer, ...] = ()) ->
         for t in range(b.start, b.end + 1):
             live[t] += b.size
     plan = MemoryPlan(arena, max(live, default=0), sorted(buffers, key=lambda b: b.start),
-                      {v: b.offset for b in buffers for v in b.values})
+                      {v: b.offset for b in buffers for v in b.values}, live)
     plan.check()
     return plan
 
