@@ -6,9 +6,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test bench clean toolchains
 
-# Cross toolchains and emulators for the MCU targets (tests/test_cortex_m.py); apt only runs
-# when a package is missing, so a machine that has them is not touched.
-MCU_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+# Cross toolchains and emulators for the MCU targets (targets/cortex_m, targets/riscv); apt
+# only runs when a package is missing, so a machine that has them is not touched.
+MCU_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm \
+                clang-16 lld-16 picolibc-riscv64-unknown-elf binutils-riscv64-unknown-elf \
+                gcc-riscv64-unknown-elf qemu-system-misc
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }

@@ -158,7 +158,8 @@ class _Ctx:
 
 
 def _body(g: Graph, plan: MemoryPlan, names: _Names, io: dict[str, str],
-          consts: _Consts) -> list[str]:
+          consts: _Consts, profile: bool = False) -> list[str]:
+    """The nodes' C statements; profile: each node between TTE_PROFILE_BEGIN/END(index)."""
     ctx = _Ctx(g, plan, names, io, consts)
     lines = []
     for i, node in enumerate(g.nodes):
@@ -172,6 +173,8 @@ def _body(g: Graph, plan: MemoryPlan, names: _Names, io: dict[str, str],
         out = emit(node, ctx)
         if any(g.values[v].dtype == DType.f16 for v in node.inputs if v):
             out = to_f16(node, out, g.accumulate)
+        if profile:
+            out = [f"TTE_PROFILE_BEGIN({i});", *out, f"TTE_PROFILE_END({i});"]
         lines += [f"    {line}" for line in out]
     return lines
 
@@ -208,7 +211,8 @@ def generate(train: Graph, forward: Graph, out_dir: str | Path, *, loss: str,
         f"#define {macro}_INPUT_SIZE {forward.values[x].size}",
         f"#define {macro}_OUTPUT_SIZE {forward.values[logits].size}",
         f"#define {macro}_ARENA_BYTES {memory['arena_bytes']}",
-        f"#define {macro}_NUM_TRAINABLE {len(trainable)}", "",
+        f"#define {macro}_NUM_TRAINABLE {len(trainable)}",
+        f"#define {macro}_TRAIN_NODES {len(train.nodes)}", "",
         "/* The sample lives in the arena at input(): write it there and pass input() as x",
         "   to save the copy (the step then consumes it), or pass any other buffer.",
         "   One SGD step on one sample; *loss gets the loss before the update.",
@@ -232,7 +236,8 @@ def generate(train: Graph, forward: Graph, out_dir: str | Path, *, loss: str,
 
     consts = _Consts()
     io = {target: "labels" if is_xent else "target"}
-    train_body = _load_sample(train, train_plan) + _body(train, train_plan, names, io, consts)
+    train_body = _load_sample(train, train_plan) + _body(train, train_plan, names, io, consts,
+                                                         profile=True)
     fwd_body = _load_sample(forward, fwd_plan) + _body(forward, fwd_plan, names, {}, consts)
     memory = with_constant_tables(memory, consts.nbytes)
     src += consts.decls + [""]

@@ -17,6 +17,18 @@
 #define TTE_OK 0
 #define TTE_EBADLABEL 1 /* a class label outside [0, classes) */
 
+/* Generated train steps wrap each node in these; firmware built with TTE_PROFILE defines
+ * the functions (targets/firmware/main.c.in) to count each node's instructions. */
+#ifdef TTE_PROFILE
+void tte_profile_begin(int32_t node);
+void tte_profile_end(int32_t node);
+#define TTE_PROFILE_BEGIN(node) tte_profile_begin(node)
+#define TTE_PROFILE_END(node) tte_profile_end(node)
+#else
+#define TTE_PROFILE_BEGIN(node) ((void)0)
+#define TTE_PROFILE_END(node) ((void)0)
+#endif
+
 typedef struct {
     int32_t n, c, h, w;
 } tte_dims4;

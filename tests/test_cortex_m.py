@@ -12,9 +12,10 @@ import onnx
 import pytest
 
 import tte
-from targets.cortex_m.build import build_firmware
-from targets.cortex_m import STM32F746_QEMU, get_target
-from targets.cortex_m.qemu import elf_sizes, model_bytes
+from targets.cortex_m import STM32F746_QEMU
+from targets.firmware.build import build_firmware
+from targets.firmware.qemu import elf_sizes, model_bytes
+from targets.firmware.target import get_target
 from targets.firmware import check_samples, default_samples, fnv1a, info_from_program
 from tte.cli import main as cli
 from tte.errors import TTEError
@@ -78,8 +79,8 @@ def test_mcunet_99kb_links_for_stm32f746_and_matches_report(tmp_path):
     info = info_from_program(prog, project)
     xs, labels = check_samples(info, *default_samples(info, count=1))
     fw = build_firmware(info, get_target("cortex-m4"), xs, labels, 1, tmp_path / "m4")
-    mem, sizes = project.memory, elf_sizes(fw.elf)
-    linked = model_bytes(fw.elf, fw.model_symbols)
+    mem, sizes = project.memory, elf_sizes(fw.elf, fw.target)
+    linked = model_bytes(fw)
     # the generated arrays are exactly the report's tensors
     assert linked["arena"] == mem["arena_bytes"]
     assert linked["trainable"] == mem["sram"]["trainable_parameters"]

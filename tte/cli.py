@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "rectangle per buffer (node index x byte offset) and the lower bound")
     s.set_defaults(run=_cmd_report)
     add_search_parser(sub)
-    from targets.cortex_m.cli import add_parsers as add_mcu_parsers
+    from targets.firmware.cli import add_parsers as add_mcu_parsers
     add_mcu_parsers(sub)
     return p
 

@@ -33,20 +33,23 @@ class Program:
         return ReferenceRunner(self, dtype)
 
     def build(self, target: str | None = None, *, out_dir: str | None = None,
-              sanitize: bool = False) -> "Runner":
+              sanitize: bool = False, **firmware: Any) -> "Runner":
         """Generate C for target (default: the compile target), build it and return a runner
         with the same interface as reference(). sanitize adds AddressSanitizer and UBSan
-        (host only). "cortex-m4" / "cortex-m7" build firmware run on QEMU, whose runner
-        also has train_steps(xs, labels) to train many samples in one run."""
+        (host only). MCU targets ("cortex-m4", "cortex-m7", "rv32", "rv32v") build firmware
+        run on QEMU, whose runner also has train_steps(xs, labels) to train many samples in
+        one run; `firmware` options go to targets.firmware.runner.McuRunner (profile,
+        defines, timeout)."""
         target = target or self.target
-        if target.startswith("cortex-m"):
+        if target != "host":
+            from targets.firmware.runner import McuRunner
+            from targets.firmware.target import get_target
+            get_target(target)  # a clear error for an unknown name
             if sanitize:
                 raise TTEError("sanitize=True needs the host target")
-            from targets.cortex_m.runner import CortexMRunner
-            return CortexMRunner(self, target, out_dir=out_dir)
-        if target != "host":
-            raise TTEError(f"target {target!r} cannot be built; targets: host, cortex-m4, "
-                           f"cortex-m7")
+            return McuRunner(self, target, out_dir=out_dir, **firmware)
+        if firmware:
+            raise TTEError(f"options {sorted(firmware)} apply to MCU targets only")
         from targets.host.runner import HostRunner
         return HostRunner(self, out_dir=out_dir, sanitize=sanitize)
 

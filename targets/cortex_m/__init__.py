@@ -7,59 +7,50 @@ have 4 MB of SSRAM at 0x00000000 (where they boot) and 4 MB at 0x20000000 (hw/ar
 So the QEMU firmware is linked with the F746's *sizes* at the boards' addresses: flash at
 0x00000000 (1 MB), SRAM at 0x20000000 (320 KB); what fits the link fits the part. The
 image for a real F746 (`tte flash`) is the same link with flash at 0x08000000.
+
+Instruction counts. QEMU models no DWT cycle counter, so fw_counter() reads the SysTick,
+clocked by the boards' 25 MHz system clock: under `-icount shift=0` every instruction takes
+one virtual nanosecond, so one tick is 40 instructions (a measured interval is exact to
+±40 instructions; tests/test_mcu_cost.py checks the scale on a loop of known length).
 """
 from __future__ import annotations
 
-import shutil
-from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
 
-from tte.errors import TTEError
-
-
-@dataclass(frozen=True)
-class Part:
-    """The memory a link must fit."""
-    name: str
-    flash_origin: int
-    flash_kb: int
-    ram_origin: int
-    ram_kb: int
-
+from targets.firmware.target import McuTarget, Part
 
 STM32F746_QEMU = Part("STM32F746 (at the QEMU MPS2 addresses)", 0x00000000, 1024, 0x20000000, 320)
 STM32F746 = Part("STM32F746", 0x08000000, 1024, 0x20000000, 320)
+HOST_FLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off")
 
 
-@dataclass(frozen=True)
-class CortexM:
-    name: str
-    cpu_flags: tuple[str, ...]
-    qemu_machine: str
-    qemu_cpu: str
-    pyocd_target: str | None  # the real part `tte flash` writes, None if none is modelled
+class CortexM(McuTarget):
+    directory = Path(__file__).resolve().parent
+    tools = {"cc": "arm-none-eabi-gcc", "objcopy": "arm-none-eabi-objcopy",
+             "size": "arm-none-eabi-size", "nm": "arm-none-eabi-nm", "qemu": "qemu-system-arm"}
+    packages = "gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm"
+    # the host's flags (targets/host/cbuild.py), so the same C computes the same bits;
+    # _Float16 (kernels_c/tte_f16.h) exists on Arm only with -mfp16-format=ieee
+    c_flags = HOST_FLAGS + ("-mthumb", "-mfloat-abi=hard", "-ffunction-sections",
+                            "-fdata-sections", "-mfp16-format=ieee")
+    counter_scale = 40
+    counter_method = ("SysTick at the 25 MHz system clock under -icount shift=0 "
+                      "(1 tick = 40 instructions)")
+
+    def link_command(self, objs: Sequence[Path], script: Path, elf: Path,
+                     map_file: Path) -> list[str]:
+        return [self.tool("cc"), *self.c_flags, *self.cpu_flags, "-nostartfiles",
+                "--specs=nano.specs", "--specs=nosys.specs", f"-T{script}", "-Wl,--gc-sections",
+                f"-Wl,-Map={map_file}", *map(str, objs), "-lm", "-o", str(elf)]
 
 
 TARGETS = {
     "cortex-m4": CortexM("cortex-m4", ("-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16"),
-                         "mps2-an386", "cortex-m4", None),
+                         ("-machine", "mps2-an386", "-cpu", "cortex-m4"), STM32F746_QEMU,
+                         None, None),
     # the F746's FPU is single precision (fpv5-sp-d16); QEMU's M7 runs that subset
     "cortex-m7": CortexM("cortex-m7", ("-mcpu=cortex-m7", "-mfpu=fpv5-sp-d16"),
-                         "mps2-an500", "cortex-m7", "stm32f746zg"),
+                         ("-machine", "mps2-an500", "-cpu", "cortex-m7"), STM32F746_QEMU,
+                         STM32F746, "stm32f746zg"),
 }
-TOOLS = {"gcc": "arm-none-eabi-gcc", "objcopy": "arm-none-eabi-objcopy",
-         "size": "arm-none-eabi-size", "nm": "arm-none-eabi-nm", "qemu": "qemu-system-arm"}
-
-
-def get_target(name: str) -> CortexM:
-    if name not in TARGETS:
-        raise TTEError(f"target {name!r} is not known; MCU targets: {', '.join(TARGETS)}")
-    return TARGETS[name]
-
-
-def tool(key: str) -> str:
-    """The path of a cross tool, or a TTEError that says how to install it."""
-    path = shutil.which(TOOLS[key])
-    if path is None:
-        raise TTEError(f"{TOOLS[key]} is not installed; `make toolchains` installs "
-                       f"gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm")
-    return path

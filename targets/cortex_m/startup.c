@@ -1,6 +1,7 @@
 /* Cortex-M startup for TTE firmware: vector table, reset handler (copy .data from flash,
- * zero .bss, enable the FPU), and fw_io.h through ARM semihosting (bkpt 0xab), which QEMU
- * and a debug probe (pyocd) both serve. */
+ * zero .bss, enable the FPU, start the SysTick), and fw_io.h: text and exit through ARM
+ * semihosting (bkpt 0xab), which QEMU and a debug probe (pyocd) both serve, and a counter
+ * (targets/cortex_m/__init__.py says what it counts). */
 #include <stdint.h>
 
 #include "fw_io.h"
@@ -12,6 +13,12 @@ int main(void);
 #define SYS_EXIT_EXTENDED 0x20 /* carries an exit status on 32-bit cores too */
 #define ADP_STOPPED_APPLICATION_EXIT 0x20026
 #define CPACR (*(volatile uint32_t *)0xE000ED88u)
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+#define SYST_MAX 0x00FFFFFFu /* a 24-bit down counter */
+
+static volatile uint32_t systick_wraps;
 
 static int semihost(int op, const void *arg)
 {
@@ -33,6 +40,22 @@ void fw_exit(int status)
     for (;;) __asm__ volatile("wfi");
 }
 
+static void SysTick_Handler(void)
+{
+    systick_wraps++;
+}
+
+/* SysTick ticks since reset; re-read if it wrapped between the two loads */
+uint32_t fw_counter(void)
+{
+    uint32_t wraps, value;
+    do {
+        wraps = systick_wraps;
+        value = SYST_CVR;
+    } while (wraps != systick_wraps);
+    return (wraps << 24) + (SYST_MAX - value);
+}
+
 /* The FPU must be on before any code compiled with -mfloat-abi=hard runs, so main (and all
  * it calls) comes after this and the reset handler itself uses no float. */
 void Reset_Handler(void)
@@ -42,6 +65,9 @@ void Reset_Handler(void)
     for (dst = &_sbss; dst < &_ebss;) *dst++ = 0;
     CPACR |= 0xFu << 20; /* CP10 and CP11: full access */
     __asm__ volatile("dsb\n\tisb" ::: "memory");
+    SYST_RVR = SYST_MAX;
+    SYST_CVR = 0;
+    SYST_CSR = 7u; /* processor clock, interrupt on wrap, enabled */
     fw_exit(main());
 }
 
@@ -51,9 +77,11 @@ static void Fault_Handler(void)
     fw_exit(3);
 }
 
-/* initial stack pointer, reset, NMI, HardFault, MemManage, BusFault, UsageFault */
+/* initial stack pointer, reset, NMI, HardFault, MemManage, BusFault, UsageFault, four
+ * reserved, SVCall, DebugMonitor, reserved, PendSV, SysTick */
 __attribute__((section(".isr_vector"), used))
 static void (*const vectors[])(void) = {
     (void (*)(void))&_estack, Reset_Handler, Fault_Handler, Fault_Handler,
-    Fault_Handler, Fault_Handler, Fault_Handler,
+    Fault_Handler, Fault_Handler, Fault_Handler, 0, 0, 0, 0,
+    Fault_Handler, Fault_Handler, 0, Fault_Handler, SysTick_Handler,
 };

@@ -1,8 +1,9 @@
 """Firmware shared by the MCU targets: what a generated C project needs to become a program
 that trains on samples in flash, and how to read what it prints.
 
-A target (targets/cortex_m, later RISC-V) supplies fw_io.h's two functions in its startup
-code, the compiler, the linker script and the emulator; everything here is target-neutral.
+A target (targets/cortex_m, targets/riscv) supplies fw_io.h's functions in its startup
+code, the compiler, the linker script and the emulator (targets/firmware/target.py);
+everything here is target-neutral.
 """
 from __future__ import annotations
 
@@ -184,6 +185,10 @@ class FirmwareResult:
     checksum: int               # FNV-1a over params, as computed on the device
     status: int                 # the exit status the firmware reported
     output: str
+    step_instructions: np.ndarray  # per step (int64), counter readings x the target's scale
+    # with TTE_PROFILE: per training-graph node, its instructions in the last step, less
+    # the measured cost of an empty begin/end pair
+    node_instructions: dict[int, int] | None = None
 
 
 def fnv1a(chunks: Sequence[bytes]) -> int:
@@ -195,14 +200,20 @@ def fnv1a(chunks: Sequence[bytes]) -> int:
     return h
 
 
-def parse_output(text: str, num_trainable: int) -> FirmwareResult:
+def parse_output(text: str, num_trainable: int, counter_scale: int = 1) -> FirmwareResult:
     """Read the lines main.c.in prints; raises TTEError if the run did not finish."""
-    bits, params = [], [bytearray() for _ in range(num_trainable)]
-    checksum = status = None
+    bits, counts, params = [], [], [bytearray() for _ in range(num_trainable)]
+    checksum = status = overhead = None
+    nodes: dict[int, int] = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) >= 4 and parts[0] == "step" and parts[2] == "loss":
+        if len(parts) >= 7 and parts[0] == "step" and parts[2] == "loss":
             bits.append(int(parts[3], 16))
+            counts.append(int(parts[6]))
+        elif len(parts) == 2 and parts[0] == "overhead":
+            overhead = int(parts[1])
+        elif len(parts) == 3 and parts[0] == "node":
+            nodes[int(parts[1])] = int(parts[2])
         elif len(parts) == 3 and parts[0] == "param":
             params[int(parts[1])] += bytes.fromhex(parts[2])
         elif len(parts) == 2 and parts[0] == "checksum":
@@ -212,5 +223,8 @@ def parse_output(text: str, num_trainable: int) -> FirmwareResult:
     if checksum is None or status is None:
         tail = "\n".join(text.splitlines()[-5:])
         raise TTEError(f"the firmware did not finish; its last output:\n{tail}")
+    profile = None if overhead is None else \
+        {k: max(n - overhead, 0) * counter_scale for k, n in nodes.items()}
     return FirmwareResult(np.array(bits, np.uint32).view(np.float32),
-                          [bytes(p) for p in params], checksum, status, text)
+                          [bytes(p) for p in params], checksum, status, text,
+                          np.array(counts, np.int64) * counter_scale, profile)

@@ -6,11 +6,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from targets.cortex_m import STM32F746, STM32F746_QEMU, TARGETS, get_target
-from targets.cortex_m.build import Firmware, build_firmware
-from targets.cortex_m.qemu import elf_sizes, run_firmware
 from targets.firmware import (ProjectInfo, check_samples, default_samples, info_from_dir,
                               load_samples)
+from targets.firmware.build import Firmware, build_firmware
+from targets.firmware.qemu import elf_sizes, run_firmware
+from targets.firmware.target import get_target, mcu_targets
 from tte.errors import TTEError
 
 
@@ -23,13 +23,13 @@ def _build(args: argparse.Namespace, flash: bool = False) -> tuple[ProjectInfo, 
     target = get_target(args.target)
     out = Path(args.dir) / (f"{target.name}-flash" if flash else target.name)
     fw = build_firmware(info, target, xs, labels, args.steps, out,
-                        STM32F746 if flash else STM32F746_QEMU)
+                        target.flash_part if flash else target.part)
     return info, fw
 
 
 def size_lines(info: ProjectInfo, fw: Firmware) -> list[str]:
     """The ELF's flash and SRAM next to report.json's."""
-    sizes, mem = elf_sizes(fw.elf), info.memory
+    sizes, mem = elf_sizes(fw.elf, fw.target), info.memory
     s = sizes["sections"]
     return [f"ELF: flash {sizes['flash']:,} B (.text {s.get('.text', 0):,}, .rodata "
             f"{s.get('.rodata', 0):,}, .data {s.get('.data', 0):,}), SRAM {sizes['sram']:,} B "
@@ -49,7 +49,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
     info, fw = _build(args)
     result = run_firmware(fw, len(info.trainable), args.timeout)
     for i, loss in enumerate(result.losses):
-        print(f"step {i} loss {float(loss):.7g} (0x{loss.view('uint32'):08x})")
+        print(f"step {i} loss {float(loss):.7g} (0x{loss.view('uint32'):08x}), "
+              f"{int(result.step_instructions[i]):,} instructions")
     print(f"parameter checksum 0x{result.checksum:08x} (FNV-1a over "
           f"{sum(map(len, result.params)):,} B), exit status {result.status}")
     if result.status:
@@ -60,7 +61,7 @@ def _cmd_flash(args: argparse.Namespace) -> None:
     target = get_target(args.target)
     if target.pyocd_target is None:
         raise TTEError(f"no real part is modelled for {target.name}; flash supports "
-                       f"{', '.join(t for t, v in TARGETS.items() if v.pyocd_target)}")
+                       f"{', '.join(t for t, v in mcu_targets().items() if v.pyocd_target)}")
     pyocd = shutil.which("pyocd")
     if pyocd is None:
         raise TTEError("pyocd is not installed: `pip install pyocd` (and connect the board)")
@@ -76,14 +77,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     for name, run, text in [
             ("build", _cmd_build, "build firmware (ELF, .bin, .hex) into DIR/TARGET/ and print "
              "its flash and SRAM next to report.json's"),
-            ("run", _cmd_run, "build the firmware and run it on QEMU's MPS2 board: the loss of "
-             "each step and a checksum of the trained parameters"),
+            ("run", _cmd_run, "build the firmware and run it on QEMU (MPS2 boards for "
+             "Cortex-M, virt for RISC-V): the loss and instruction count of each step and a "
+             "checksum of the trained parameters"),
             ("flash", _cmd_flash, "build the firmware for a real STM32F746 (flash at "
              "0x08000000) and write it through pyocd")]:
         s = sub.add_parser(name, help=text.split(":")[0], description=text[0].upper() + text[1:]
                            + ". DIR is the output directory of `tte compile`.")
         s.add_argument("dir", metavar="DIR", help="output directory of `tte compile`")
-        s.add_argument("--target", required=True, choices=list(TARGETS))
+        s.add_argument("--target", required=True, choices=list(mcu_targets()))
         s.add_argument("--steps", type=int, default=4, help="training steps (default 4)")
         s.add_argument("--samples", metavar="FILE.npz", help="arrays 'x' (samples) and "
                        "'labels', linked into flash and used in a loop (default: 4 "

@@ -1,4 +1,4 @@
-"""Cortex-M runner: the generated C as firmware on QEMU, behind the Runner interface.
+"""MCU runner: the generated C as firmware on QEMU, behind the Runner interface.
 
 Every run boots from the initial weights, so the runner keeps the samples trained on so far
 and each call replays them before the new ones: the state persists as on the host runner,
@@ -12,23 +12,27 @@ from typing import Any
 
 import numpy as np
 
-from targets.cortex_m import get_target
-from targets.cortex_m.build import Firmware, build_firmware
-from targets.cortex_m.qemu import elf_sizes, run_firmware
 from targets.firmware import FirmwareResult, check_samples, info_from_program
+from targets.firmware.build import Firmware, build_firmware
+from targets.firmware.qemu import elf_sizes, run_firmware
+from targets.firmware.target import get_target
 from tte.errors import TTEError
 from tte.ops.slice_channels import join
 from tte.program import Program, Runner
 
 
-class CortexMRunner(Runner):
-    """train_steps / train_step / params executed by firmware on QEMU's MPS2 board."""
+class McuRunner(Runner):
+    """train_steps / train_step / params executed by firmware on the target's emulated board.
+    profile=True counts every node's instructions in the last step (result.node_instructions);
+    defines are extra -D macros for every source."""
 
     def __init__(self, program: Program, target: str, *, out_dir: str | None = None,
-                 timeout: float = 600) -> None:
+                 timeout: float = 600, profile: bool = False,
+                 defines: tuple[str, ...] = ()) -> None:
         super().__init__(program)
         self.target = get_target(target)
-        self._tmp = None if out_dir else tempfile.TemporaryDirectory(prefix="tte-cortex-m-")
+        self.profile, self.defines = profile, tuple(defines)
+        self._tmp = None if out_dir else tempfile.TemporaryDirectory(prefix="tte-mcu-")
         self.directory = Path(out_dir or self._tmp.name)
         self.project = program.generate_c(self.directory / "c")
         self.info = info_from_program(program, self.project)
@@ -44,7 +48,8 @@ class CortexMRunner(Runner):
         all_xs = np.concatenate(self._xs + [xs])
         all_labels = np.concatenate(self._labels + [labels])
         fw = build_firmware(self.info, self.target, all_xs, all_labels, len(all_xs),
-                            self.directory / self.target.name)
+                            self.directory / self.target.name, profile=self.profile,
+                            defines=self.defines)
         result = run_firmware(fw, len(self.info.trainable), self.timeout)
         if result.status != 0:
             raise TTEError(f"the firmware's train_step returned error {result.status}")
@@ -74,7 +79,7 @@ class CortexMRunner(Runner):
         return result
 
     def sizes(self) -> dict[str, int]:
-        """Section sizes of the last firmware built (targets.cortex_m.qemu.elf_sizes)."""
+        """Section sizes of the last firmware built (targets.firmware.qemu.elf_sizes)."""
         if self.firmware is None:
             raise TTEError("no firmware built yet: call train_steps first")
-        return elf_sizes(self.firmware.elf)
+        return elf_sizes(self.firmware.elf, self.target)
