@@ -6,7 +6,8 @@
  *   scratch memory has a <name>_scratch_size() companion and takes a scratch pointer.
  * - Kernels return void unless they can fail on data (then int: 0 = ok, TTE_E* below).
  * - Every kernel has a portable scalar C99 path; faster paths sit behind #if on target
- *   macros and are tested against it.
+ *   macros and are tested against it. Defining TTE_SCALAR takes the portable path on every
+ *   target (tests build firmware both ways and compare).
  */
 #ifndef TTE_COMMON_H
 #define TTE_COMMON_H

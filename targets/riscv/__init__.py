@@ -4,7 +4,8 @@ QEMU's `virt` machine with semihosting.
 rv32:  rv32imafc + Zfh (scalar half precision); the fp16 kernels' v2f16 pairs compile to
        scalar Zfh instructions.
 rv32v: the same plus the vector extension and clang 16's experimental Zvfh (fp16
-       vectors): the kernels' RVV paths (`#if TTE_RVV`). QEMU 7.2 runs RVV 1.0 once the
+       vectors): the kernels' RVV paths (`#if TTE_RVV`, on where __riscv_zvfh is
+       defined and TTE_SCALAR is not). QEMU 7.2 runs RVV 1.0 once the
        startup code sets mstatus.VS; it aborts (a decode_save_opc assertion) on vector
        conversions with a static rounding mode (vfcvt.rtz.*), which clang's
        auto-vectoriser emits for float-to-int casts, so rv32v builds with
@@ -59,7 +60,7 @@ TARGETS = {
                   ("-machine", "virt", "-bios", "none", "-cpu", "rv32,Zfh=true"),
                   RV32_QEMU, None, None),
     "rv32v": RiscV("rv32v", ("-menable-experimental-extensions",
-                             "-march=rv32imafcv_zfh_zvfh0p1", "-DTTE_RVV=1",
+                             "-march=rv32imafcv_zfh_zvfh0p1",
                              "-fno-vectorize", "-fno-slp-vectorize"),
                    ("-machine", "virt", "-bios", "none",
                     "-cpu", "rv32,v=true,vext_spec=v1.0,Zfh=true"), RV32_QEMU, None, None),
