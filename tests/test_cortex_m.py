@@ -16,29 +16,16 @@ from targets.cortex_m import STM32F746_QEMU
 from targets.firmware.build import build_firmware
 from targets.firmware.qemu import elf_sizes, model_bytes
 from targets.firmware.target import get_target
-from targets.firmware import check_samples, default_samples, fnv1a, info_from_program
+from targets.firmware import check_samples, default_samples, info_from_program
 from tte.cli import main as cli
 from tte.errors import TTEError
 
+from mcu_checks import equal_to_host
 from models import input_shape, lenet, num_classes
 
 MCU = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models", "mcu_imagenet",
                    "mcunet-5fps.pkl")
 SCHEMES = os.path.join(os.path.dirname(__file__), "..", "tte", "schemes")
-
-
-def _equal_to_host(prog: tte.Program, target: str, xs: np.ndarray, labels: np.ndarray) -> None:
-    """N steps in QEMU give the host C's losses and parameters bit for bit (same flags,
-    -ffp-contract=off; libm calls are rounded through double, kernels_c/loss.c)."""
-    mcu = prog.build(target=target)
-    losses = mcu.train_steps(xs, labels)
-    host = prog.build()
-    want = np.array([host.train_step(x, y) for x, y in zip(xs, labels)], np.float32)
-    np.testing.assert_array_equal(losses, want)
-    got, ref = mcu.params(), host.params()
-    for name in ref:
-        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
-    assert mcu.result.checksum == fnv1a(mcu.result.params)
 
 
 @pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
@@ -47,7 +34,7 @@ def test_small_cnn_fp32_equals_host(target):
     prog = tte.compile(m, update="full", optimizer={"lr": 0.05, "momentum": 0.9})
     rng = np.random.default_rng(0)
     xs = rng.uniform(-1, 1, (5,) + input_shape(m)[1:]).astype(np.float32)
-    _equal_to_host(prog, target, xs, np.arange(5) % num_classes(m))
+    equal_to_host(prog, target, xs, np.arange(5) % num_classes(m))
 
 
 def test_mcunet_int8_sparse_scheme_equals_host():
@@ -57,7 +44,7 @@ def test_mcunet_int8_sparse_scheme_equals_host():
                        update=os.path.join(SCHEMES, "mcunet-5fps-49kb.json"))
     rng = np.random.default_rng(1)
     xs = rng.integers(-128, 128, (3, 3, 64, 64)).astype(np.int8)
-    _equal_to_host(prog, "cortex-m4", xs, np.array([1, 5, 7]))
+    equal_to_host(prog, "cortex-m4", xs, np.array([1, 5, 7]))
 
 
 def test_train_step_state_persists_between_calls():

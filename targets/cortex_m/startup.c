@@ -68,6 +68,8 @@ void Reset_Handler(void)
     SYST_RVR = SYST_MAX;
     SYST_CVR = 0;
     SYST_CSR = 7u; /* processor clock, interrupt on wrap, enabled */
+    while (SYST_CVR == 0) {
+    } /* the reload value arrives on the first tick; until then a reading would wrap */
     fw_exit(main());
 }
 

@@ -58,7 +58,7 @@ def _compile(target: McuTarget, src: Path, include_dirs: Sequence[Path],
     return obj
 
 
-def _linker_script(target: McuTarget, part: Part, out: Path) -> Path:
+def linker_script(target: McuTarget, part: Part, out: Path) -> Path:
     text = (target.directory / "link.ld.in").read_text()
     for key, value in {"PART": part.name, "FLASH_ORIGIN": f"0x{part.flash_origin:08x}",
                        "FLASH_KB": str(part.flash_kb), "RAM_ORIGIN": f"0x{part.ram_origin:08x}",
@@ -103,7 +103,7 @@ def build_firmware(info: ProjectInfo, target: McuTarget, xs: np.ndarray, labels:
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         objs = list(pool.map(lambda s: _compile(target, s, incs, defs), jobs))
     elf = out_dir / "firmware.elf"
-    link = target.link_command(objs, _linker_script(target, part, out_dir), elf,
+    link = target.link_command(objs, linker_script(target, part, out_dir), elf,
                                out_dir / "firmware.map")
     proc = subprocess.run(link, capture_output=True, text=True)
     if proc.returncode != 0:

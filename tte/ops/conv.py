@@ -102,16 +102,35 @@ def _conv_vjp(g, node, gys, needs):
     return [gx, gw, gb][:len(node.inputs)]
 
 
+def conv_macs(ins: list[Value | None], outs: list[Value], a: dict) -> int:
+    """(x, w[O, C/group, kh, kw], b) -> y: every output element sums C/group*kh*kw terms."""
+    return outs[0].size * int(np.prod(ins[1].shape[1:]))
+
+
+def grad_input_macs(ins: list[Value | None], outs: list[Value], a: dict) -> int:
+    """(gy, w): one MAC per term of the forward."""
+    return ins[0].size * int(np.prod(ins[1].shape[1:]))
+
+
+def grad_weight_macs(ins: list[Value | None], outs: list[Value], a: dict) -> int:
+    """(x, gy): every trained weight element sums over the output positions."""
+    gy = ins[1]
+    shape = trained_shape(a["weight_shape"], a["train_axis"], a["train_channels"])
+    return int(np.prod(shape)) * (gy.size // gy.shape[1])
+
+
 register(OpDef("conv2d", _infer, _conv_ref, vjp=_conv_vjp, kernel="tte_conv2d", attrs=GEOMETRY,
+               macs=conv_macs,
                doc="2-D convolution (x, w[O,C/group,kh,kw], optional b), NCHW"))
 register(OpDef("conv2d_grad_input",
                lambda ins, a: [(tuple(a["input_shape"]), ins[0].dtype)], _grad_input_ref,
                kernel="tte_conv2d_grad_input", attrs={**GEOMETRY, "input_shape": None},
+               macs=grad_input_macs,
                doc="gradient of conv2d w.r.t. its input (gy, w)"))
 register(OpDef("conv2d_grad_weight",
                lambda ins, a: [(trained_shape(a["weight_shape"], a["train_axis"],
                                               a["train_channels"]), ins[0].dtype)],
                _grad_weight_ref, kernel="tte_conv2d_grad_weight",
-               attrs={**GEOMETRY, "weight_shape": None, **TRAIN_CHANNELS},
+               attrs={**GEOMETRY, "weight_shape": None, **TRAIN_CHANNELS}, macs=grad_weight_macs,
                doc="gradient of conv2d w.r.t. its weight (x, gy); with train_channels only "
                    "theirs, from x sliced to them"))

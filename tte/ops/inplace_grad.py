@@ -54,9 +54,16 @@ def _ref(op: str):
     return ref
 
 
+def _macs(op: str):
+    def rule(ins, outs, a):  # the base op may register after this module
+        return get_op(BASE[op]).macs(ins, outs, a)
+    return rule
+
+
 def _register(op: str, w_dtype: DType, kernel: str, attrs: dict) -> None:
     register(OpDef(op, _infer(w_dtype), _ref(op), kernel=kernel,
                    attrs={**GEOMETRY, "input_shape": None, **attrs}, inplace=0, scratch=(1,),
+                   macs=_macs(op),
                    doc=f"{BASE[op]} of a depthwise conv whose output is shaped like its "
                        "input, written over gy plane by plane (gy, w); outputs gx and a "
                        "one-plane scratch"))

@@ -43,7 +43,7 @@ def _fused(grad_op: str, n_grad_inputs: int, doc: str) -> None:
     register(OpDef(f"{grad_op}_sgd", lambda ins, a: [], _fused_ref(grad, n_grad_inputs),
                    kernel=f"tte_{grad_op}_sgd",
                    attrs={**grad.attrs, **SGD_ATTRS},
-                   mutates=(n_grad_inputs, n_grad_inputs + 1), doc=doc))
+                   mutates=(n_grad_inputs, n_grad_inputs + 1), macs=grad.macs, doc=doc))
 
 
 def _fused_ref(grad: OpDef, n: int):

@@ -13,6 +13,8 @@ TypeRule = Callable[[list[Value | None], dict], list[tuple[tuple[int, ...], DTyp
 RefFn = Callable[..., Sequence[np.ndarray]]
 # vjp(graph, node, output_cotangents, needs) -> one cotangent name (or None) per input.
 VjpRule = Callable[[Any, Any, list[str | None], list[bool]], list[str | None]]
+# macs(inputs, outputs, attrs) -> multiply-accumulates of one call
+MacsRule = Callable[[list[Value | None], list[Value], dict], int]
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,9 @@ class OpDef:
     mutates: tuple[int, ...] = ()  # inputs updated in place; ref returns their new contents
     inplace: int | None = None  # input whose buffer the output may reuse (same size, dies here)
     scratch: tuple[int, ...] = ()  # outputs that are kernel scratch: bytes at this node, no reader
+    # multiply-accumulates of one call, from input and output types and the attributes
+    # (None: not a MAC op); a gradient counts the MACs of the forward terms it differentiates
+    macs: MacsRule | None = None
     doc: str = ""
 
     def full_attrs(self, given: dict) -> dict:
