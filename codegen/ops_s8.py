@@ -134,6 +134,37 @@ def _grad_weight(n, c):
             f"{c.const(n.attrs['scales'], 'float32')}, {train_split(n, c)});"]
 
 
+@emits("linear_s8_grad_input")
+def _linear_grad_input(n, c):
+    gy, w = n.inputs
+    (rows, m), k = c.shape(gy), c.shape(w)[1]
+    return [f"tte_linear_s8_grad_input({c.p(gy)}, {rows}, {m}, {c.p(w)}, "
+            f"{int(n.attrs['w_zero'])}, {c.const(n.attrs['w_scales'], 'float32')}, "
+            f"{c.p(n.outputs[0])}, {k});"]
+
+
+def _linear_grad_weight_args(n: Node, c: Ctx) -> str:
+    """x, its shape and zero point, gy and its width: the arguments the linear weight
+    gradient kernels begin with."""
+    x, gy = n.inputs[:2]
+    (rows, k), m = c.shape(x), c.shape(gy)[1]
+    return f"{c.p(x)}, {rows}, {k}, {int(n.attrs['in_zero'])}, {c.p(gy)}, {m}"
+
+
+@emits("linear_s8_grad_weight")
+def _linear_grad_weight(n, c):
+    return [f"tte_linear_s8_grad_weight({_linear_grad_weight_args(n, c)}, "
+            f"{c.p(n.outputs[0])}, {c.const(n.attrs['scales'], 'float32')});"]
+
+
+@emits("linear_s8_grad_weight_sgd_q")
+def _linear_grad_weight_sgd(n, c):
+    w, master, a = n.inputs[2], _in(n, 3), n.attrs
+    return [f"tte_linear_s8_grad_weight_sgd({_linear_grad_weight_args(n, c)}, {c.p(w)}, "
+            f"{c.p(master)}, {c.const(a['scales'], 'float32')}, {flt(a['lr'])}, "
+            f"{c.const(a['factors'], 'float32')}, {int(a['lo'])}, {int(a['hi'])});"]
+
+
 @emits("channel_sum_scaled")
 def _channel_sum_scaled(n, c):
     gy = n.inputs[0]

@@ -191,6 +191,56 @@ void tte_conv2d_s8_grad_weight_sgd(const int8_t *x, tte_dims4 xd, int32_t x_zero
     }
 }
 
+void tte_linear_s8_grad_input(const float *gy, int32_t n, int32_t m, const int8_t *w,
+                              int32_t w_zero, const float *w_scale, float *gx, int32_t k)
+{
+    int32_t b, j, i;
+    for (b = 0; b < n; b++) {
+        float *gr = gx + (size_t)b * k;
+        for (i = 0; i < k; i++) gr[i] = 0.0f;
+        for (j = 0; j < m; j++) {
+            const int8_t *wj = w + (size_t)j * k;
+            float g = gy[(size_t)b * m + j] * w_scale[j];
+            if (g == 0.0f) continue; /* masked-out outputs are common */
+            for (i = 0; i < k; i++) gr[i] += g * (float)((int32_t)wj[i] - w_zero);
+        }
+    }
+}
+
+/* d loss / d w_q[j, i] of a fully connected layer, before the scale[j] factor. */
+static float linear_grad_weight_at(const int8_t *x, int32_t n, int32_t k, int32_t x_zero,
+                                   const float *gy, int32_t m, int32_t j, int32_t i)
+{
+    int32_t b;
+    float sum = 0.0f;
+    for (b = 0; b < n; b++)
+        sum += gy[(size_t)b * m + j] * (float)((int32_t)x[(size_t)b * k + i] - x_zero);
+    return sum;
+}
+
+void tte_linear_s8_grad_weight(const int8_t *x, int32_t n, int32_t k, int32_t x_zero,
+                               const float *gy, int32_t m, float *gw, const float *scale)
+{
+    int32_t j, i;
+    for (j = 0; j < m; j++)
+        for (i = 0; i < k; i++)
+            gw[(size_t)j * k + i] = linear_grad_weight_at(x, n, k, x_zero, gy, m, j, i) * scale[j];
+}
+
+void tte_linear_s8_grad_weight_sgd(const int8_t *x, int32_t n, int32_t k, int32_t x_zero,
+                                   const float *gy, int32_t m, int8_t *w, float *master,
+                                   const float *scale, float lr, const float *factor,
+                                   int32_t lo, int32_t hi)
+{
+    int32_t j, i;
+    for (j = 0; j < m; j++) {
+        for (i = 0; i < k; i++) {
+            float g = linear_grad_weight_at(x, n, k, x_zero, gy, m, j, i) * scale[j];
+            update_s8(w, master, (size_t)j * k + i, lr * (g * factor[j]), lo, hi);
+        }
+    }
+}
+
 void tte_sgd_update_s32(int32_t *b, const float *g, int32_t count, float lr,
                         const float *factor, int32_t lo, int32_t hi)
 {

@@ -7,7 +7,8 @@
  * - Updates: step = lr * (g * factor[c]) (factor = the QAS scale s_w^-2 or (s_x s_w)^-2, or 1);
  *   p = clamp(p - rint(step), lo, hi), or through an fp32 master copy:
  *   master -= step; p = clamp(rint(master), lo, hi). rint rounds half to even.
- * Layout and geometry as conv_s8.h. Outputs are overwritten.
+ * Layout and geometry as conv_s8.h; a fully connected layer's x[n, k], w[m, k] and gradients
+ * are row-major. Outputs are overwritten.
  */
 #ifndef TTE_TRAIN_S8_H
 #define TTE_TRAIN_S8_H
@@ -53,6 +54,22 @@ void tte_conv2d_s8_grad_weight_sgd(const int8_t *x, tte_dims4 xd, int32_t x_zero
                                    const float *gy, tte_dims4 yd, int8_t *w, float *master,
                                    tte_window p, const float *scale, tte_split s, float lr,
                                    const float *factor, int32_t lo, int32_t hi);
+
+/* Real-unit input gradient of tte_linear_s8 (conv_s8.h): gx[n, k] = sum over j of
+ * (gy[n, j] * w_scale[j]) * (w[j, k] - w_zero), j = 0..m-1 in order. */
+void tte_linear_s8_grad_input(const float *gy, int32_t n, int32_t m, const int8_t *w,
+                              int32_t w_zero, const float *w_scale, float *gx, int32_t k);
+
+/* gw[j, k] = scale[j] * sum over n in order of gy[n, j] * (x[n, k] - x_zero). */
+void tte_linear_s8_grad_weight(const int8_t *x, int32_t n, int32_t k, int32_t x_zero,
+                               const float *gy, int32_t m, float *gw, const float *scale);
+
+/* tte_linear_s8_grad_weight applied by tte_sgd_update_s8 (rows j of k elements) element by
+ * element as it is computed: no gradient buffer. */
+void tte_linear_s8_grad_weight_sgd(const int8_t *x, int32_t n, int32_t k, int32_t x_zero,
+                                   const float *gy, int32_t m, int8_t *w, float *master,
+                                   const float *scale, float lr, const float *factor,
+                                   int32_t lo, int32_t hi);
 
 /* In-place update of an int32 vector (one element per channel). */
 void tte_sgd_update_s32(int32_t *b, const float *g, int32_t count, float lr,

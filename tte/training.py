@@ -9,6 +9,7 @@ from tte.autodiff import append_backward
 from tte.errors import TTEError
 from tte.ir.graph import Graph
 from tte.ir.types import DType, Role, Value
+from tte.ops.quantized import output_scales
 from tte.ops.slice_channels import trained_shape
 from tte.sparse import CONV_OPS, PartialWeight
 from tte.passes import (eliminate_dead_nodes, fuse_gradient_updates, run_passes,
@@ -16,9 +17,11 @@ from tte.passes import (eliminate_dead_nodes, fuse_gradient_updates, run_passes,
 
 LOSSES = {"cross_entropy": "softmax_cross_entropy", "mse": "mse"}
 # (op, input index) pairs that hold a bias, and pairs that are never trained
-BIAS_SLOTS = {("conv2d", 2), ("linear", 2), ("batch_norm", 2), ("conv2d_s8", 2)}
+BIAS_SLOTS = {("conv2d", 2), ("linear", 2), ("batch_norm", 2), ("conv2d_s8", 2),
+              ("linear_s8", 2)}
 # integer parameters that can be trained: int8 weights and int32 biases of these ops
-INTEGER_SLOTS = {("conv2d_s8", 1), ("conv2d_s8", 2)}
+INTEGER_OPS = ("conv2d_s8", "linear_s8")
+INTEGER_SLOTS = {(op, k) for op in INTEGER_OPS for k in (1, 2)}
 STATISTIC_SLOTS = {("batch_norm", 3), ("batch_norm", 4)}
 GRAD_WEIGHT_OPS = ("conv2d_grad_weight", "conv2d_s8_grad_weight")
 
@@ -55,7 +58,8 @@ def choose_trainable(g: Graph, update: str | Sequence[str]) -> list[str]:
                            f"parameters are: {', '.join(g.params())}")
         if name not in candidates:
             raise TTEError(f"parameter {name!r} cannot be trained (a batch-norm statistic, or "
-                           "an integer tensor outside an int8 convolution)")
+                           "an integer tensor outside an int8 convolution or fully connected "
+                           "layer)")
     return names
 
 
@@ -132,8 +136,8 @@ def _limit_channels(g: Graph, weight: str, grad: str, part: PartialWeight) -> No
     input need not outlive the forward unless something else reads it later."""
     node = next(n for n in g.nodes if grad in n.outputs)
     if node.op not in GRAD_WEIGHT_OPS:
-        raise TTEError(f"{weight}: channel ratios below 1 are supported for convolutions; "
-                       f"this weight's gradient comes from {node.op}")
+        raise TTEError(f"{weight}: channel ratios below 1 are supported for convolutions "
+                       f"only; this weight's gradient comes from {node.op}, train all of it")
     conv = next(n for n in g.nodes if n.op in CONV_OPS and n.inputs[1] == weight)
     at = g.nodes.index(conv)
     sliced = g.emit("slice_channels", [conv.inputs[0]], {"channels": list(part.channels)},
@@ -167,13 +171,14 @@ def _loss_input(g: Graph, loss: str) -> Value:
 
 def _integer_update(g: Graph, p: str, grad: str, lr: float, qas: bool, master: bool,
                     momentum: float, train: dict) -> None:
-    """sgd_update_q for an int8 weight or int32 bias of a conv2d_s8."""
+    """sgd_update_q for an int8 weight or int32 bias of a conv2d_s8 or linear_s8 (a
+    linear's per-tensor weight scale counts for each of its outputs)."""
     if momentum:
         raise TTEError(f"momentum is not supported for the integer parameter {p!r}; "
                        "use momentum=0 for int8 training")
-    node = next(n for n in g.nodes if n.op == "conv2d_s8" and p in n.inputs[1:3])
+    node = next(n for n in g.nodes if n.op in INTEGER_OPS and p in n.inputs[1:3])
     a = node.attrs
-    s_w = np.asarray(a["w_scales"], np.float64)
+    s_w = output_scales(a, g.values[node.inputs[1]].shape[0])
     is_weight = node.inputs[1] == p
     scale = s_w if is_weight else float(a["in_scale"]) * s_w
     factors = [float(f) for f in scale ** -2] if qas else [1.0] * len(s_w)

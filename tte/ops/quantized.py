@@ -111,9 +111,14 @@ def _linear_infer(ins: list[Value | None], a: dict) -> list:
     return _with_mask(((x.shape[0], w.shape[0]), DType.i8), a)
 
 
+def output_scales(a: dict, outputs: int) -> np.ndarray:
+    """linear_s8's weight scale of each of its outputs (one scale, or one per output)."""
+    return np.broadcast_to(np.asarray(a["w_scales"], np.float64), (outputs,))
+
+
 def _linear_ref(x, w, b=None, **a):
     acc = arith.linear_acc(x, w, -a["in_zero"], -a["w_zero"])
-    scales = np.broadcast_to(a["w_scales"], (w.shape[0],))
+    scales = output_scales(a, w.shape[0])
     return _finish(_requant(acc, b, {**a, "w_scales": scales}, (1, -1)), a)
 
 
@@ -221,6 +226,24 @@ def _conv_vjp(g, node, gys, needs):
     return [gx, gw, gb][:len(node.inputs)]
 
 
+def _linear_vjp(g, node, gys, needs):
+    """As _conv_vjp, for x[N,K] @ w[M,K]^T: bias and weight gradients first, then the input
+    gradient. A per-tensor weight scale is spread over the M outputs, so that the backward
+    ops and the updates see one scale per output as for a convolution."""
+    x, w = node.inputs[:2]
+    a = node.attrs
+    gacc = g.emit("mask_grad", [gys[0], _mask_vjp(g, node)])
+    w_scales = [float(s) for s in output_scales(a, g.values[w].shape[0])]
+    scales = [float(a["in_scale"]) * s for s in w_scales]
+    gb = g.emit("channel_sum_scaled", [gacc], {"scales": scales}) \
+        if len(needs) > 2 and needs[2] else None
+    gw = g.emit("linear_s8_grad_weight", [x, gacc],
+                {"in_zero": a["in_zero"], "scales": scales}) if needs[1] else None
+    gx = g.emit("linear_s8_grad_input", [gacc, w],
+                {"w_scales": w_scales, "w_zero": a["w_zero"]}) if needs[0] else None
+    return [gx, gw, gb][:len(node.inputs)]
+
+
 def _add_vjp(g, node, gys, needs):
     gacc = g.emit("mask_grad", [gys[0], _mask_vjp(g, node)])
     return [gacc if needs[0] else None, gacc if needs[1] else None]
@@ -235,8 +258,8 @@ def _avg_vjp(g, node, gys, needs):
 register(OpDef("conv2d_s8", _conv_infer, _conv_ref, vjp=_conv_vjp, kernel="tte_conv2d",
                attrs=CONV_S8, doc="int8 convolution (x, w, optional int32 b), NCHW, "
                                   "requantized to int8 with a fused clamp"))
-register(OpDef("linear_s8", _linear_infer, _linear_ref, kernel="tte_linear", attrs=LINEAR_S8,
-               doc="int8 fully connected (x[N,K], w[M,K], optional int32 b)"))
+register(OpDef("linear_s8", _linear_infer, _linear_ref, vjp=_linear_vjp, kernel="tte_linear",
+               attrs=LINEAR_S8, doc="int8 fully connected (x[N,K], w[M,K], optional int32 b)"))
 register(OpDef("add_s8", _add_infer, _add_ref, vjp=_add_vjp, kernel="tte_add", attrs=ADD_S8,
                doc="int8 addition of two tensors of one shape, requantized"))
 register(OpDef("avg_pool2d_s8", _pool_infer, _avg_ref, vjp=_avg_vjp, kernel="tte_avg_pool2d",
@@ -298,6 +321,47 @@ register(OpDef("conv2d_s8_grad_weight",
                _grad_weight_ref,
                kernel="tte_conv2d_s8_grad_weight", attrs=GRAD_WEIGHT,
                doc="gradient of conv2d_s8 w.r.t. its integer weights (x_q, gy)"))
+
+
+def _linear_grad_input_ref(gy, w, *, w_scales, w_zero):
+    """d loss / d x_real[n, k] = sum over m, in order, of (gy[n, m] * s_w[m]) * (w_q[m, k] -
+    w_zero) (train_s8.c)."""
+    scaled = gy * np.asarray(w_scales, gy.dtype)
+    return [ordered.matmul(scaled, (w.astype(np.int32) - w_zero).astype(gy.dtype))]
+
+
+def _linear_grad_input_infer(ins: list[Value | None], a: dict) -> list:
+    gy, w = ins
+    if len(gy.shape) != 2 or gy.shape[1] != w.shape[0] or len(a["w_scales"]) != w.shape[0]:
+        raise ValueError(f"linear_s8_grad_input: gy {gy.shape}, weight {w.shape}, "
+                         f"{len(a['w_scales'])} weight scales")
+    return [((gy.shape[0], w.shape[1]), gy.dtype)]
+
+
+def _linear_grad_weight_ref(x, gy, *, in_zero, scales):
+    """d loss / d w_q[m, k] = s_x * s_w[m] * sum over n, in order, of gy[n, m] * (x_q[n, k] -
+    x_zero) (train_s8.c)."""
+    xs = (x.astype(np.int32) - in_zero).astype(gy.dtype)
+    return [ordered.matmul(gy.T, xs) * np.asarray(scales, gy.dtype)[:, None]]
+
+
+def _linear_grad_weight_infer(ins: list[Value | None], a: dict) -> list:
+    x, gy = ins
+    if len(x.shape) != 2 or len(gy.shape) != 2 or x.shape[0] != gy.shape[0] or \
+            len(a["scales"]) != gy.shape[1]:
+        raise ValueError(f"linear_s8_grad_weight: x {x.shape}, gy {gy.shape}, "
+                         f"{len(a['scales'])} scales")
+    return [((gy.shape[1], x.shape[1]), gy.dtype)]
+
+
+register(OpDef("linear_s8_grad_input", _linear_grad_input_infer, _linear_grad_input_ref,
+               kernel="tte_linear_s8_grad_input", attrs={"w_scales": None, "w_zero": 0},
+               doc="real-unit gradient of linear_s8's input (gy, w_q); one weight scale per "
+                   "output"))
+LINEAR_GRAD_WEIGHT = {"in_zero": 0, "scales": None}
+register(OpDef("linear_s8_grad_weight", _linear_grad_weight_infer, _linear_grad_weight_ref,
+               kernel="tte_linear_s8_grad_weight", attrs=LINEAR_GRAD_WEIGHT,
+               doc="gradient of linear_s8 w.r.t. its integer weights (x_q, gy)"))
 register(OpDef("channel_sum_scaled", lambda ins, a: [((ins[0].shape[1],), ins[0].dtype)],
                _channel_sum_scaled_ref, kernel="tte_channel_sum_scaled", attrs={"scales": None},
                doc="per-channel sum times scales[c]: gradient of an int32 bias (gy)"))
@@ -345,13 +409,30 @@ register(OpDef("sgd_update_q", _qsgd_infer, _qsgd_ref, kernel="tte_sgd_update_q"
                                    "scaled per output channel (QAS), optional fp32 master copy"))
 
 
-def _grad_weight_sgd_ref(x, gy, p, master=None, **attrs):
-    g = _grad_weight_ref(x, gy, **{k: attrs[k] for k in GRAD_WEIGHT})[0]
-    return _qsgd_ref(p, g, master, **{k: attrs[k] for k in QSGD})
+def _grad_weight_sgd(grad_ref, grad_attrs: dict):
+    """Reference of a weight gradient fused with sgd_update_q: the same numbers, in order."""
+    def ref(x, gy, p, master=None, **attrs):
+        g = grad_ref(x, gy, **{k: attrs[k] for k in grad_attrs})[0]
+        return _qsgd_ref(p, g, master, **{k: attrs[k] for k in QSGD})
+    return ref
 
 
-register(OpDef("conv2d_s8_grad_weight_sgd_q", lambda ins, a: [], _grad_weight_sgd_ref,
+register(OpDef("conv2d_s8_grad_weight_sgd_q", lambda ins, a: [],
+               _grad_weight_sgd(_grad_weight_ref, GRAD_WEIGHT),
                kernel="tte_conv2d_s8_grad_weight_sgd",
                attrs={**GRAD_WEIGHT, **QSGD},
                mutates=(2, 3), doc="conv2d_s8 weight gradient (x, gy) applied by sgd_update_q "
+                                   "to (w, master) as it is computed: no gradient buffer"))
+
+
+def _linear_grad_weight_sgd_infer(ins: list[Value | None], a: dict) -> list:
+    if a["train_channels"] is not None:
+        raise ValueError("linear_s8_grad_weight_sgd_q trains every weight channel")
+    return []
+
+
+register(OpDef("linear_s8_grad_weight_sgd_q", _linear_grad_weight_sgd_infer,
+               _grad_weight_sgd(_linear_grad_weight_ref, LINEAR_GRAD_WEIGHT),
+               kernel="tte_linear_s8_grad_weight_sgd", attrs={**LINEAR_GRAD_WEIGHT, **QSGD},
+               mutates=(2, 3), doc="linear_s8 weight gradient (x, gy) applied by sgd_update_q "
                                    "to (w, master) as it is computed: no gradient buffer"))
