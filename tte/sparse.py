@@ -8,7 +8,9 @@ classifier when it is still a conv). A scheme:
     {"n_bias_update": 20,                 # the last 20 convolutions train their bias
      "weight_update_idx": [23, 24, 27],   # these convolutions train weights ...
      "weight_update_ratio": [0, 0.25, 1], # ... of this share of their channels (0: none)
-     "head": true}                        # a new linear head trains fully (default)
+     "head": true}                        # the fully connected layers after the last
+                                          # convolution (a new linear head, a TFLite
+                                          # model's int8 classifier) train fully (default)
 
     {"last_k_layers": 4}                  # weights and biases of the last 4 convolutions
                                           # (also "last:4" wherever a scheme is taken)
@@ -42,7 +44,7 @@ from tte.ir.graph import Graph, Node
 
 CONV_OPS = ("conv2d", "conv2d_s8")
 RATIOS = (0, 0.125, 0.25, 0.5, 1)
-HEAD_OPS = ("linear",)
+HEAD_OPS = ("linear", "linear_s8")  # after the last convolution: the head
 KEYS = {"n_bias_update", "weight_update_idx", "weight_update_ratio", "head", "channels",
         "last_k_layers"}
 LAST_K = re.compile(r"last:(\d+)")
