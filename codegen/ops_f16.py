@@ -19,10 +19,11 @@ KERNELS = SUMMING | {"add", "relu", "relu_grad", "clip", "clip_grad", "avg_pool2
 _CALL = re.compile(r"\b(tte_\w+)_f32\(")
 
 
-def to_f16(node: Node, lines: list[str], accumulate: str) -> list[str]:
+def to_f16(node: Node, lines: list[str], acc32: bool) -> list[str]:
+    """acc32: the node sums in float (tte.ir.precision.accumulate_fp32)."""
     if node.op not in KERNELS:
         raise UnsupportedError(f"the C backend has no f16 kernel for op {node.op!r}")
-    acc = int(accumulate == "fp32")
+    acc = int(acc32)
     out = []
     for line in lines:
         line = _CALL.sub(r"\1_f16(", line)

@@ -13,6 +13,7 @@ from codegen.ops import EMITTERS, positions_table
 from codegen.ops_f16 import to_f16
 from tte.errors import UnsupportedError
 from tte.ir.graph import Graph
+from tte.ir.precision import accumulate_fp32
 from tte.ir.types import DType, Role
 from tte.memory import ALIGN, MemoryPlan, memory_report, plan_memory, with_constant_tables
 from tte.ops.slice_channels import split, trained_size
@@ -172,7 +173,7 @@ def _body(g: Graph, plan: MemoryPlan, names: _Names, io: dict[str, str],
         lines.append(f"    /* {i}: {node.op} ({node.phase}) */")
         out = emit(node, ctx)
         if any(g.values[v].dtype == DType.f16 for v in node.inputs if v):
-            out = to_f16(node, out, g.accumulate)
+            out = to_f16(node, out, accumulate_fp32(g, node))
         if profile:
             out = [f"TTE_PROFILE_BEGIN({i});", *out, f"TTE_PROFILE_END({i});"]
         lines += [f"    {line}" for line in out]

@@ -69,7 +69,7 @@ def test_c_equals_fp16_reference(name):
     assert _rel(lc, lr) <= TOL_SAME and _worst(pc, pr) <= TOL_SAME
 
 
-@pytest.mark.parametrize("accumulate", ["fp16", "fp32"])
+@pytest.mark.parametrize("accumulate", ["fp16", "fp32", "auto"])
 @pytest.mark.parametrize("name", FP16_MODELS)
 def test_fp16_close_to_fp32(name, accumulate):
     model = MODELS[name]()

@@ -87,7 +87,8 @@ def compile(model: Any, *, update: str | Sequence[str] | dict = "full", loss: st
     first K nodes on an N x N grid, None (default) keeps every map whole.
     precision="fp16" trains a float model (an MCU backbone: its fp32 weights) in half
     precision: f16 activations, gradients, weights and optimizer state, an f32 loss;
-    accumulate ("fp16", as PULP-TrainLib, or "fp32") is how its kernels sum.
+    accumulate is how its kernels sum: "fp16" (as PULP-TrainLib), "fp32", or "auto" (chosen
+    per layer: float where a sum has more than 64 terms, tte.ir.precision).
     model_options go to load_model."""
     if target not in TARGETS:
         raise TTEError(f"target {target!r} is not known; targets: {', '.join(TARGETS)}")

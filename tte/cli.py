@@ -45,8 +45,12 @@ def _add_model_options(s: argparse.ArgumentParser) -> None:
                    help="replace the ImageNet classifier with a new N-class head")
     g.add_argument("--head", choices=["fp32", "int8"], help="the new head's precision "
                    "(default fp32, which the paper found better)")
-    g.add_argument("--precision", choices=["int8", "fp32"], help="int8 graph (default) or "
-                   "the same network with dequantized fp32 weights")
+    s.add_argument("--precision", choices=["int8", "fp32", "fp16"], help="MCU backbones: int8 "
+                   "graph (default) or dequantized fp32 weights; fp16 (any float model): "
+                   "train in half precision")
+    s.add_argument("--accumulate", choices=["fp16", "fp32", "auto"], default="fp16",
+                   help="with --precision fp16: sum in half (default, as PULP-TrainLib), in "
+                   "float, or per layer: float where a sum has more than 64 terms")
     g.add_argument("--input-size", type=int, metavar="S", help="input S x S (default 128)")
     g.add_argument("--int8-input", action="store_true", help="take the image already "
                    "quantized (int8, a quarter of the float input's SRAM)")
@@ -67,7 +71,7 @@ def _cmd_compile(args: argparse.Namespace) -> None:
                                   "weight_decay": args.weight_decay},
                        fold_batchnorm=not args.no_fold_batchnorm, qas=not args.no_qas,
                        master_weights=args.master_weights, patch=args.patch,
-                       **_model_options(args))
+                       accumulate=args.accumulate, **_model_options(args))
     out = args.output
     try:
         os.makedirs(out, exist_ok=True)

@@ -46,7 +46,7 @@ def program_report(prog: "Program", project: "CProject | None" = None) -> dict:
         "updates": updated_tensors(g),
         "memory": memory,
         # the training step's node order: arena_tensors' first_node/last_node index it
-        "schedule": [{"op": n.op, "phase": n.phase} for n in g.nodes],
+        "schedule": [_scheduled(g, n) for n in g.nodes],
     }
     if getattr(prog, "patch", None):
         report["patch"] = prog.patch  # tte.passes.patch.patch_graphs' summary
@@ -54,6 +54,17 @@ def program_report(prog: "Program", project: "CProject | None" = None) -> dict:
         report["c"] = {"name": project.name, "header": project.header.name,
                        "source": project.source.name}
     return report
+
+
+def _scheduled(g, node) -> dict:
+    """A node of the schedule; a half kernel that sums says how (tte.ir.precision)."""
+    from codegen.ops_f16 import SUMMING
+    from tte.ir.precision import accumulate_fp32
+    from tte.ir.types import DType
+    entry = {"op": node.op, "phase": node.phase}
+    if node.op in SUMMING and any(g.values[v].dtype == DType.f16 for v in node.inputs if v):
+        entry["accumulate"] = "fp32" if accumulate_fp32(g, node) else "fp16"
+    return entry
 
 
 def updated_tensors(g) -> list[dict]:

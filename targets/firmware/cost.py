@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tte.ir.graph import Graph, Node
-from tte.ops.registry import get_op
+from tte.ops.registry import get_op, node_macs
 
 # kernel names are tte_<op>[_<direction>]_<type> (kernels_c/tte_common.h), so are IR ops
 _DIRECTIONS = (("_grad_input", "input gradient"), ("_grad_weight", "weight gradient"),
@@ -20,14 +20,6 @@ def direction(node: Node) -> str:
         if key in node.op:
             return name
     return node.phase
-
-
-def node_macs(g: Graph, node: Node) -> int:
-    rule = get_op(node.op).macs
-    if rule is None:
-        return 0
-    ins = [g.values[v] if v else None for v in node.inputs]
-    return rule(ins, [g.values[v] for v in node.outputs], node.attrs)
 
 
 def layer_kind(g: Graph, node: Node) -> str:

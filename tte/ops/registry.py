@@ -57,6 +57,15 @@ def get_op(name: str) -> OpDef:
         raise TTEError(f"unknown IR op {name!r}") from None
 
 
+def node_macs(g: Any, node: Any) -> int:
+    """Multiply-accumulates of one node of graph g (0 for ops without a MAC rule)."""
+    rule = get_op(node.op).macs
+    if rule is None:
+        return 0
+    ins = [g.values[v] if v else None for v in node.inputs]
+    return rule(ins, [g.values[v] for v in node.outputs], node.attrs)
+
+
 def all_ops() -> dict[str, OpDef]:
     return dict(sorted(_REGISTRY.items()))
 
