@@ -3,6 +3,7 @@ scale on a loop of known length, per-node counts that add up to the step, MACs f
 IR against the layer shapes."""
 from __future__ import annotations
 
+import os
 import subprocess
 
 import numpy as np
@@ -91,3 +92,16 @@ def test_node_counts_add_up_and_macs_match_shapes():
     assert fwd.macs == wgrad.macs > 0  # full update: every forward term has its gradient
     assert 0.05 < fwd.macs_per_instruction < 1
     assert rows[("linear", "forward")].macs > 0
+
+
+def test_int8_and_fp32_graphs_count_the_same_macs():
+    """The MAC rules of the int8 ops agree with the float ones on the same network."""
+    mcu = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models",
+                       "mcu_imagenet", "mcunet-5fps.pkl")
+    totals = []
+    for precision in ("int8", "fp32"):
+        g = tte.compile(mcu, num_classes=10, input_size=64, precision=precision,
+                        update="last:3").training_graph
+        totals.append({d: sum(r.macs for r in cost_rows(g, {}) if r.direction == d)
+                       for d in ("forward", "input gradient", "weight gradient")})
+    assert totals[0] == totals[1] and all(totals[0].values())

@@ -40,7 +40,7 @@ def linear_macs(ins: list[Value | None], outs: list[Value], a: dict) -> int:
     return outs[0].size * ins[1].shape[1]
 
 
-def _grad_macs(ins: list[Value | None], outs: list[Value], a: dict) -> int:
+def linear_grad_macs(ins: list[Value | None], outs: list[Value], a: dict) -> int:
     return ins[0].size * ins[1].shape[1]
 
 
@@ -50,11 +50,11 @@ register(OpDef("linear", _linear_infer, _linear_ref, vjp=_linear_vjp, kernel="tt
 register(OpDef("linear_grad_input", lambda ins, a: [((ins[0].shape[0], ins[1].shape[1]),
                                                      ins[0].dtype)],
                lambda gy, w: [ordered.matmul(gy, w).astype(gy.dtype, copy=False)],
-               kernel="tte_linear_grad_input", macs=_grad_macs, doc="gy[N,M] @ w[M,K]"))
+               kernel="tte_linear_grad_input", macs=linear_grad_macs, doc="gy[N,M] @ w[M,K]"))
 register(OpDef("linear_grad_weight", lambda ins, a: [((ins[1].shape[1], ins[0].shape[1]),
                                                       ins[0].dtype)],
                lambda x, gy: [ordered.matmul(gy.T, x).astype(x.dtype, copy=False)],
-               kernel="tte_linear_grad_weight", macs=_grad_macs, doc="gy[N,M]^T @ x[N,K]"))
+               kernel="tte_linear_grad_weight", macs=linear_grad_macs, doc="gy[N,M]^T @ x[N,K]"))
 
 
 def _matmul_infer(ins: list[Value | None], a: dict) -> list:

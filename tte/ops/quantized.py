@@ -20,7 +20,8 @@ import numpy as np
 
 from tte.ir.types import DType, Value
 from tte.ops import inplace_grad
-from tte.ops.conv import GEOMETRY, conv_out_hw
+from tte.ops.conv import GEOMETRY, conv_macs, conv_out_hw, grad_input_macs, grad_weight_macs
+from tte.ops.linear import linear_grad_macs, linear_macs
 from tte.ops.pool import AVG, MAX, _geometry
 from tte.ops.registry import OpDef, register
 from tte.ops.slice_channels import TRAIN_CHANNELS, on_trained, trained_shape
@@ -256,10 +257,10 @@ def _avg_vjp(g, node, gys, needs):
 
 
 register(OpDef("conv2d_s8", _conv_infer, _conv_ref, vjp=_conv_vjp, kernel="tte_conv2d",
-               attrs=CONV_S8, doc="int8 convolution (x, w, optional int32 b), NCHW, "
+               attrs=CONV_S8, macs=conv_macs, doc="int8 convolution (x, w, optional int32 b), NCHW, "
                                   "requantized to int8 with a fused clamp"))
 register(OpDef("linear_s8", _linear_infer, _linear_ref, vjp=_linear_vjp, kernel="tte_linear",
-               attrs=LINEAR_S8, doc="int8 fully connected (x[N,K], w[M,K], optional int32 b)"))
+               attrs=LINEAR_S8, macs=linear_macs, doc="int8 fully connected (x[N,K], w[M,K], optional int32 b)"))
 register(OpDef("add_s8", _add_infer, _add_ref, vjp=_add_vjp, kernel="tte_add", attrs=ADD_S8,
                doc="int8 addition of two tensors of one shape, requantized"))
 register(OpDef("avg_pool2d_s8", _pool_infer, _avg_ref, vjp=_avg_vjp, kernel="tte_avg_pool2d",
@@ -311,7 +312,7 @@ register(OpDef("mask_grad", lambda ins, a: [(ins[0].shape, ins[0].dtype)], _mask
                doc="gy where the clamp mask bit is set, else 0 (gy, mask)"))
 register(OpDef("conv2d_s8_grad_input", lambda ins, a: [(tuple(a["input_shape"]), ins[0].dtype)],
                _grad_input_ref, kernel="tte_conv2d_s8_grad_input",
-               attrs={**GEOMETRY, "input_shape": None, "w_scales": None},
+               attrs={**GEOMETRY, "input_shape": None, "w_scales": None}, macs=grad_input_macs,
                doc="real-unit gradient of conv2d_s8's input (gy, w_q)"))
 GRAD_WEIGHT = {**GEOMETRY, "weight_shape": None, "in_zero": 0, "scales": None,
                **TRAIN_CHANNELS}
@@ -319,7 +320,7 @@ register(OpDef("conv2d_s8_grad_weight",
                lambda ins, a: [(trained_shape(a["weight_shape"], a["train_axis"],
                                               a["train_channels"]), ins[1].dtype)],
                _grad_weight_ref,
-               kernel="tte_conv2d_s8_grad_weight", attrs=GRAD_WEIGHT,
+               kernel="tte_conv2d_s8_grad_weight", attrs=GRAD_WEIGHT, macs=grad_weight_macs,
                doc="gradient of conv2d_s8 w.r.t. its integer weights (x_q, gy)"))
 
 
@@ -356,12 +357,12 @@ def _linear_grad_weight_infer(ins: list[Value | None], a: dict) -> list:
 
 register(OpDef("linear_s8_grad_input", _linear_grad_input_infer, _linear_grad_input_ref,
                kernel="tte_linear_s8_grad_input", attrs={"w_scales": None, "w_zero": 0},
-               doc="real-unit gradient of linear_s8's input (gy, w_q); one weight scale per "
+               macs=linear_grad_macs, doc="real-unit gradient of linear_s8's input (gy, w_q); one weight scale per "
                    "output"))
 LINEAR_GRAD_WEIGHT = {"in_zero": 0, "scales": None}
 register(OpDef("linear_s8_grad_weight", _linear_grad_weight_infer, _linear_grad_weight_ref,
                kernel="tte_linear_s8_grad_weight", attrs=LINEAR_GRAD_WEIGHT,
-               doc="gradient of linear_s8 w.r.t. its integer weights (x_q, gy)"))
+               macs=linear_grad_macs, doc="gradient of linear_s8 w.r.t. its integer weights (x_q, gy)"))
 register(OpDef("channel_sum_scaled", lambda ins, a: [((ins[0].shape[1],), ins[0].dtype)],
                _channel_sum_scaled_ref, kernel="tte_channel_sum_scaled", attrs={"scales": None},
                doc="per-channel sum times scales[c]: gradient of an int32 bias (gy)"))
@@ -420,7 +421,7 @@ def _grad_weight_sgd(grad_ref, grad_attrs: dict):
 register(OpDef("conv2d_s8_grad_weight_sgd_q", lambda ins, a: [],
                _grad_weight_sgd(_grad_weight_ref, GRAD_WEIGHT),
                kernel="tte_conv2d_s8_grad_weight_sgd",
-               attrs={**GRAD_WEIGHT, **QSGD},
+               attrs={**GRAD_WEIGHT, **QSGD}, macs=grad_weight_macs,
                mutates=(2, 3), doc="conv2d_s8 weight gradient (x, gy) applied by sgd_update_q "
                                    "to (w, master) as it is computed: no gradient buffer"))
 
@@ -434,5 +435,5 @@ def _linear_grad_weight_sgd_infer(ins: list[Value | None], a: dict) -> list:
 register(OpDef("linear_s8_grad_weight_sgd_q", _linear_grad_weight_sgd_infer,
                _grad_weight_sgd(_linear_grad_weight_ref, LINEAR_GRAD_WEIGHT),
                kernel="tte_linear_s8_grad_weight_sgd", attrs={**LINEAR_GRAD_WEIGHT, **QSGD},
-               mutates=(2, 3), doc="linear_s8 weight gradient (x, gy) applied by sgd_update_q "
+               macs=linear_grad_macs, mutates=(2, 3), doc="linear_s8 weight gradient (x, gy) applied by sgd_update_q "
                                    "to (w, master) as it is computed: no gradient buffer"))
