@@ -5,10 +5,6 @@
  * gradient) that read the same activation. */
 #include "tte_f16.h"
 
-#if TTE_V2F16
-__extension__ typedef _Float16 tte_v2f16 __attribute__((vector_size(4)));
-#endif
-
 static int32_t groups_of(tte_window p)
 {
     return p.groups > 0 ? p.groups : 1;
@@ -88,6 +84,9 @@ static tte_v2f16 conv_out2(const tte_f16 *xn, tte_dims4 xd, const tte_f16 *const
 void tte_conv2d_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16 *w, const tte_f16 *bias,
                     tte_f16 *y, tte_dims4 yd, tte_window p, tte_split s, int acc32)
 {
+#if TTE_RVV
+    if (tte_rvv_conv2d_f16(x, xd, w, bias, y, yd, p, s, acc32)) return;
+#endif
     const int32_t groups = groups_of(p), cg = xd.c / groups, og = yd.c / groups;
     const size_t xplane = (size_t)xd.h * (size_t)xd.w;
     const tte_f16 *wa[TTE_F16_MAX_CG], *wb[TTE_F16_MAX_CG];
@@ -180,6 +179,9 @@ static tte_v2f16 grad_in2(const tte_f16 *gyn, tte_dims4 yd, const tte_f16 *w,
 void tte_conv2d_grad_input_f16(const tte_f16 *gy, tte_dims4 yd, const tte_f16 *w,
                                tte_f16 *gx, tte_dims4 xd, tte_window p, tte_split s, int acc32)
 {
+#if TTE_RVV
+    if (tte_rvv_conv2d_grad_input_f16(gy, yd, w, gx, xd, p, s, acc32)) return;
+#endif
     const int32_t groups = groups_of(p), cg = xd.c / groups, og = yd.c / groups;
     const size_t xplane = (size_t)xd.h * (size_t)xd.w;
     for (int32_t n = 0; n < xd.n; ++n) {
@@ -210,6 +212,9 @@ void tte_depthwise_grad_input_f16(const tte_f16 *gy, tte_dims4 d, const tte_f16 
                                   tte_f16 *gx, tte_f16 *scratch, tte_window p, tte_split s,
                                   int acc32)
 {
+#if TTE_RVV
+    if (tte_rvv_depthwise_grad_input_f16(gy, d, w, gx, scratch, p, s, acc32)) return;
+#endif
     const size_t plane = (size_t)d.h * (size_t)d.w;
     for (int32_t n = 0; n < d.n; ++n) {
         const tte_f16 *gyn = gy + (size_t)n * (size_t)d.c * plane;
@@ -289,6 +294,9 @@ void tte_conv2d_grad_weight_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16 *g
                                 tte_dims4 yd, tte_f16 *gw, tte_window p, tte_split s,
                                 int acc32)
 {
+#if TTE_RVV
+    if (tte_rvv_conv2d_grad_weight_f16(x, xd, gy, yd, gw, NULL, p, s, acc32)) return;
+#endif
     weight_grads(x, xd, gy, yd, p, s, acc32, put_grad, gw);
 }
 
@@ -297,6 +305,10 @@ void tte_conv2d_grad_weight_sgd_f16(const tte_f16 *x, tte_dims4 xd, const tte_f1
                                     tte_split s, float lr, float momentum_coef,
                                     float weight_decay, int acc32)
 {
+#if TTE_RVV
+    const tte_f16_sgd u = {w, momentum, lr, momentum_coef, weight_decay};
+    if (tte_rvv_conv2d_grad_weight_f16(x, xd, gy, yd, NULL, &u, p, s, acc32)) return;
+#endif
     sgd_ctx c = {w, momentum, lr, momentum_coef, weight_decay};
     weight_grads(x, xd, gy, yd, p, s, acc32, put_sgd, &c);
 }
@@ -314,12 +326,21 @@ static float channel_total(const tte_f16 *gy, tte_dims4 d, int32_t c, int acc32)
 
 void tte_channel_sum_f16(const tte_f16 *gy, tte_dims4 d, tte_f16 *gb, int acc32)
 {
+#if TTE_RVV
+    tte_rvv_channel_sum_f16(gy, d, gb, NULL, acc32);
+    return;
+#endif
     for (int32_t c = 0; c < d.c; ++c) gb[c] = (tte_f16)channel_total(gy, d, c, acc32);
 }
 
 void tte_channel_sum_sgd_f16(const tte_f16 *gy, tte_dims4 d, tte_f16 *b, tte_f16 *momentum,
                              float lr, float momentum_coef, float weight_decay, int acc32)
 {
+#if TTE_RVV
+    const tte_f16_sgd u = {b, momentum, lr, momentum_coef, weight_decay};
+    tte_rvv_channel_sum_f16(gy, d, NULL, &u, acc32);
+    return;
+#endif
     for (int32_t c = 0; c < d.c; ++c)
         tte_sgd_step_f16(b + c, channel_total(gy, d, c, acc32), momentum ? momentum + c : NULL,
                          lr, momentum_coef, weight_decay);

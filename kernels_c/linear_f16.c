@@ -3,13 +3,13 @@
  * two outputs j (forward) or two inputs p (gradients) that share the other operand. */
 #include "tte_f16.h"
 
-#if TTE_V2F16
-__extension__ typedef _Float16 tte_v2f16 __attribute__((vector_size(4)));
-#endif
-
 void tte_linear_f16(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *w,
                     const tte_f16 *bias, tte_f16 *y, int32_t m, int acc32)
 {
+#if TTE_RVV
+    tte_rvv_linear_f16(x, n, k, w, bias, y, m, acc32);
+    return;
+#endif
     for (int32_t i = 0; i < n; ++i) {
         const tte_f16 *xr = x + (size_t)i * (size_t)k;
         tte_f16 *yr = y + (size_t)i * (size_t)m;
@@ -38,6 +38,10 @@ void tte_linear_f16(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *w,
 void tte_linear_grad_input_f16(const tte_f16 *gy, int32_t n, int32_t m, const tte_f16 *w,
                                tte_f16 *gx, int32_t k, int acc32)
 {
+#if TTE_RVV
+    tte_rvv_linear_grad_input_f16(gy, n, m, w, gx, k, acc32);
+    return;
+#endif
     for (int32_t i = 0; i < n; ++i) {
         const tte_f16 *g = gy + (size_t)i * (size_t)m;
         tte_f16 *gr = gx + (size_t)i * (size_t)k;
@@ -77,6 +81,10 @@ static float grad_w(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *gy, i
 void tte_linear_grad_weight_f16(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *gy,
                                 int32_t m, tte_f16 *gw, int acc32)
 {
+#if TTE_RVV
+    tte_rvv_linear_grad_weight_f16(x, n, k, gy, m, gw, NULL, acc32);
+    return;
+#endif
     for (int32_t j = 0; j < m; ++j)
         for (int32_t p = 0; p < k; ++p)
             gw[(size_t)j * (size_t)k + (size_t)p] = (tte_f16)grad_w(x, n, k, gy, m, j, p, acc32);
@@ -86,6 +94,11 @@ void tte_linear_grad_weight_sgd_f16(const tte_f16 *x, int32_t n, int32_t k, cons
                                     int32_t m, tte_f16 *w, tte_f16 *momentum, float lr,
                                     float momentum_coef, float weight_decay, int acc32)
 {
+#if TTE_RVV
+    const tte_f16_sgd u = {w, momentum, lr, momentum_coef, weight_decay};
+    tte_rvv_linear_grad_weight_f16(x, n, k, gy, m, NULL, &u, acc32);
+    return;
+#endif
     for (int32_t j = 0; j < m; ++j)
         for (int32_t p = 0; p < k; ++p) {
             const size_t e = (size_t)j * (size_t)k + (size_t)p;

@@ -12,10 +12,16 @@
  * fp16 kernels do in a half register; 1 keeps it in a float and rounds the total once.
  * The order of each sum is the fp32 kernels' (conv.h, linear.h, pool.h).
  *
- * TTE_V2F16: with half accumulation, conv and linear kernels compute two outputs at once
- * on packed pairs of halves (tte_v2f16, PULP-TrainLib's v2f16) where two outputs read the
- * same operand; each output keeps its own order of terms, so results equal the scalar
- * path's bit for bit. Float accumulation always takes the scalar path.
+ * Fast paths (tte_common.h: TTE_SCALAR turns every one off, on every target). Each output
+ * keeps the scalar path's order of terms and every rounding, so results equal the scalar
+ * path's bit for bit (tests/test_fp16.py on the host, tests/test_rv32_fp16.py on RISC-V):
+ * - TTE_ZFH (RISC-V Zfh): half accumulation in native _Float16 instructions (fmul.h then
+ *   fadd.h: -ffp-contract=off keeps them apart, as the scalar path rounds the product).
+ * - TTE_V2F16 (default on with Zfh; -DTTE_V2F16=1 elsewhere): with half accumulation, conv
+ *   and linear kernels compute two outputs at once on packed pairs of halves (tte_v2f16,
+ *   PULP-TrainLib's v2f16). Float accumulation takes the scalar path.
+ * - TTE_RVV (RISC-V V + Zvfh): conv, depthwise, linear and channel-sum kernels in RVV
+ *   (f16_rvv.c), both accumulations, vectorised across independent outputs.
  */
 #ifndef TTE_F16_H
 #define TTE_F16_H
@@ -24,8 +30,23 @@
 
 __extension__ typedef _Float16 tte_f16; /* no -pedantic warning: a GNU C type */
 
-#ifndef TTE_V2F16
+#if defined(__riscv_zfh) && !defined(TTE_SCALAR)
+#define TTE_ZFH 1
+#else
+#define TTE_ZFH 0
+#endif
+
+#ifdef TTE_SCALAR
+#undef TTE_V2F16
 #define TTE_V2F16 0
+#elif !defined(TTE_V2F16)
+#define TTE_V2F16 TTE_ZFH
+#endif
+
+#if defined(__riscv_zvfh) && !defined(TTE_SCALAR)
+#define TTE_RVV 1
+#else
+#define TTE_RVV 0
 #endif
 
 /* --- conv.h in half ------------------------------------------------------------------ */
@@ -93,14 +114,55 @@ int tte_softmax_cross_entropy_f16(const tte_f16 *logits, const int32_t *labels, 
 int tte_softmax_cross_entropy_grad_f16(const tte_f16 *logits, const int32_t *labels,
                                        int32_t n, int32_t classes, tte_f16 *g);
 
-/* One term of a sum: acc + a*b, in half (both roundings) or in float (acc32). */
+#if TTE_V2F16
+__extension__ typedef _Float16 tte_v2f16 __attribute__((vector_size(4)));
+#endif
+
+#if TTE_RVV
+/* f16_rvv.c: the RVV paths behind the kernels above (same arguments; a weight or bias
+ * gradient fused with SGD passes the update in tte_f16_sgd, else NULL and the gradient's
+ * array). Those returning int return 0 for a case they leave to the scalar path. */
+typedef struct {
+    tte_f16 *w, *momentum;
+    float lr, momentum_coef, weight_decay;
+} tte_f16_sgd;
+int tte_rvv_conv2d_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16 *w, const tte_f16 *bias,
+                       tte_f16 *y, tte_dims4 yd, tte_window p, tte_split s, int acc32);
+int tte_rvv_conv2d_grad_input_f16(const tte_f16 *gy, tte_dims4 yd, const tte_f16 *w,
+                                  tte_f16 *gx, tte_dims4 xd, tte_window p, tte_split s,
+                                  int acc32);
+int tte_rvv_depthwise_grad_input_f16(const tte_f16 *gy, tte_dims4 d, const tte_f16 *w,
+                                     tte_f16 *gx, tte_f16 *scratch, tte_window p, tte_split s,
+                                     int acc32);
+int tte_rvv_conv2d_grad_weight_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16 *gy,
+                                   tte_dims4 yd, tte_f16 *gw, const tte_f16_sgd *sgd,
+                                   tte_window p, tte_split s, int acc32);
+void tte_rvv_channel_sum_f16(const tte_f16 *gy, tte_dims4 d, tte_f16 *gb,
+                             const tte_f16_sgd *sgd, int acc32);
+void tte_rvv_linear_f16(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *w,
+                        const tte_f16 *bias, tte_f16 *y, int32_t m, int acc32);
+void tte_rvv_linear_grad_input_f16(const tte_f16 *gy, int32_t n, int32_t m, const tte_f16 *w,
+                                   tte_f16 *gx, int32_t k, int acc32);
+void tte_rvv_linear_grad_weight_f16(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *gy,
+                                    int32_t m, tte_f16 *gw, const tte_f16_sgd *sgd, int acc32);
+#endif
+
+/* One term of a sum: acc + a*b, in half (both roundings) or in float (acc32). a, b (and
+ * acc, in half) hold half values, so with Zfh the half sum runs in half instructions: the
+ * conversions of a and b fold away, and each half op rounds as the float op rounded. */
 static inline float tte_f16_mac(float acc, float a, float b, int acc32)
 {
+#if TTE_ZFH
+    if (!acc32) return (float)(tte_f16)((tte_f16)acc + (tte_f16)((tte_f16)a * (tte_f16)b));
+#endif
     return acc32 ? acc + a * b : (float)(tte_f16)(acc + (float)(tte_f16)(a * b));
 }
 
 static inline float tte_f16_add(float acc, float t, int acc32)
 {
+#if TTE_ZFH
+    if (!acc32) return (float)(tte_f16)((tte_f16)acc + (tte_f16)t);
+#endif
     return acc32 ? acc + t : (float)(tte_f16)(acc + t);
 }
 

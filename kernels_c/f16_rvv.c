@@ -1,0 +1,514 @@
+/* RVV (V + Zvfh) paths of the fp16 conv, depthwise, linear and channel-sum kernels; see
+ * tte_f16.h. Compiled where TTE_RVV (clang 16 -march=rv32imafcv_zfh_zvfh0p1, not with
+ * TTE_SCALAR); conv_f16.c and linear_f16.c call them first and take their scalar path
+ * where a function here returns 0.
+ *
+ * Every vector lane is one output: an output pixel along a row (conv forward), an input
+ * pixel along a row (input gradient), a weight element across output channels (weight
+ * gradient), a channel (channel sums), an output or input feature (linear). Each lane sums
+ * its terms in the scalar path's order (conv_f16.c: forward over (c, ki, kj) then the
+ * bias, input gradient over (o, ki, kj), weight gradient over (n, oh, ow), channel sums
+ * over (n, h, w); linear_f16.c), so every result equals the scalar path's bit for bit:
+ * - half accumulation: vfmul then vfadd, two roundings as the scalar product and sum (never
+ *   vfmacc: one rounding);
+ * - float accumulation: vfwmacc / vfwadd from halves: the product of two halves is exact in
+ *   float (11 + 11 bits), so the fused widening op rounds once, as acc + a*b does.
+ * A lane whose tap falls in the padding gets no term (the scalar path skips it), not a
+ * zero term: conv rows run over the taps' ranges of real input (tte_tap_range).
+ * Conversions are vfwcvt.f.f.v and vfncvt.f.f.w under the dynamic rounding mode (nearest
+ * even, as the scalar (tte_f16) casts): QEMU 7.2 aborts on the static-rounding vfcvt.rtz.*.
+ * Vectors are e16m4 halves and e32m8 floats: 32 lanes at QEMU's VLEN of 128.
+ */
+#include "tte_f16.h"
+
+#if TTE_RVV
+#include <riscv_vector.h>
+
+typedef vfloat16m4_t vh;
+typedef vfloat32m8_t vf;
+
+/* Float sums of conv rows live in a stack buffer of this many floats, a block of whole rows
+ * at a time (half sums live in the output itself). */
+#define ACC_FLOATS 256
+
+static size_t setvl(size_t n)
+{
+    return __riscv_vsetvl_e16m4(n);
+}
+
+static vh ld16(const tte_f16 *p, ptrdiff_t stride, size_t vl)
+{
+    return stride == 1 ? __riscv_vle16_v_f16m4(p, vl)
+                       : __riscv_vlse16_v_f16m4(p, stride * (ptrdiff_t)sizeof(tte_f16), vl);
+}
+
+static void st16(tte_f16 *p, ptrdiff_t stride, vh v, size_t vl)
+{
+    if (stride == 1)
+        __riscv_vse16_v_f16m4(p, v, vl);
+    else
+        __riscv_vsse16_v_f16m4(p, stride * (ptrdiff_t)sizeof(tte_f16), v, vl);
+}
+
+static vf ld32(const float *p, ptrdiff_t stride, size_t vl)
+{
+    return stride == 1 ? __riscv_vle32_v_f32m8(p, vl)
+                       : __riscv_vlse32_v_f32m8(p, stride * (ptrdiff_t)sizeof(float), vl);
+}
+
+static void st32(float *p, ptrdiff_t stride, vf v, size_t vl)
+{
+    if (stride == 1)
+        __riscv_vse32_v_f32m8(p, v, vl);
+    else
+        __riscv_vsse32_v_f32m8(p, stride * (ptrdiff_t)sizeof(float), v, vl);
+}
+
+static vf widen(vh v, size_t vl)
+{
+    return __riscv_vfwcvt_f_f_v_f32m8(v, vl);
+}
+
+static vh narrow(vf v, size_t vl)
+{
+    return __riscv_vfncvt_f_f_w_f16m4(v, vl);
+}
+
+/* acc + s*v with the scalar path's roundings: half (product, then sum) or float (exact
+ * product, one rounding) */
+static vh mac_h(vh acc, tte_f16 s, vh v, size_t vl)
+{
+    return __riscv_vfadd_vv_f16m4(acc, __riscv_vfmul_vf_f16m4(v, s, vl), vl);
+}
+
+static vf mac_f(vf acc, tte_f16 s, vh v, size_t vl)
+{
+    return __riscv_vfwmacc_vf_f32m8(acc, s, v, vl);
+}
+
+static vh mac_hv(vh acc, vh a, vh b, size_t vl)
+{
+    return __riscv_vfadd_vv_f16m4(acc, __riscv_vfmul_vv_f16m4(a, b, vl), vl);
+}
+
+static vf mac_fv(vf acc, vh a, vh b, size_t vl)
+{
+    return __riscv_vfwmacc_vv_f32m8(acc, a, b, vl);
+}
+
+/* vl outputs, their float values g (a half sum widened exactly), at out[i*stride]: stored
+ * rounded to half (gradient), or one tte_sgd_step_f16 each on sgd's weight and momentum */
+static void emit(vf g, tte_f16 *out, const tte_f16_sgd *sgd, size_t at, ptrdiff_t stride,
+                 size_t vl)
+{
+    if (!sgd) {
+        st16(out + at, stride, narrow(g, vl), vl);
+        return;
+    }
+    tte_f16 *w = sgd->w + at;
+    const vf wv = widen(ld16(w, stride, vl), vl);
+    if (sgd->weight_decay != 0.0f)
+        g = __riscv_vfadd_vv_f32m8(g, __riscv_vfmul_vf_f32m8(wv, sgd->weight_decay, vl), vl);
+    if (sgd->momentum) {
+        tte_f16 *b = sgd->momentum + at;
+        const vf bv = widen(ld16(b, stride, vl), vl);
+        g = __riscv_vfadd_vv_f32m8(__riscv_vfmul_vf_f32m8(bv, sgd->momentum_coef, vl), g, vl);
+        st16(b, stride, narrow(g, vl), vl);
+    }
+    st16(w, stride, narrow(__riscv_vfsub_vv_f32m8(wv, __riscv_vfmul_vf_f32m8(g, sgd->lr, vl),
+                                                  vl), vl), vl);
+}
+
+/* ---- convolution rows -------------------------------------------------------------- */
+
+/* acc[at + i*as] += w * src[i*ss] for i < n; acc is halves, or floats with acc32 */
+static void row_mac(void *acc, size_t at, ptrdiff_t as, const tte_f16 *src, ptrdiff_t ss,
+                    tte_f16 w, size_t n, int acc32)
+{
+    size_t vl;
+    if (acc32) {
+        for (float *a = (float *)acc + at; n > 0; n -= vl, a += (ptrdiff_t)vl * as,
+                                                  src += (ptrdiff_t)vl * ss) {
+            vl = setvl(n);
+            st32(a, as, mac_f(ld32(a, as, vl), w, ld16(src, ss, vl), vl), vl);
+        }
+    } else {
+        for (tte_f16 *a = (tte_f16 *)acc + at; n > 0; n -= vl, a += (ptrdiff_t)vl * as,
+                                                    src += (ptrdiff_t)vl * ss) {
+            vl = setvl(n);
+            st16(a, as, mac_h(ld16(a, as, vl), w, ld16(src, ss, vl), vl), vl);
+        }
+    }
+}
+
+static void zero(void *acc, size_t len, int acc32)
+{
+    size_t vl;
+    for (size_t i = 0; i < len; i += vl) {
+        vl = setvl(len - i);
+        if (acc32)
+            __riscv_vse32_v_f32m8((float *)acc + i, __riscv_vfmv_v_f_f32m8(0.0f, vl), vl);
+        else
+            __riscv_vse16_v_f16m4((tte_f16 *)acc + i, __riscv_vfmv_v_f_f16m4(0, vl), vl);
+    }
+}
+
+/* out[i] = acc[i] (+ *bias), rounded to half; a half acc is out itself */
+static void finish(const void *acc, tte_f16 *out, size_t len, const tte_f16 *bias, int acc32)
+{
+    size_t vl;
+    if (!acc32 && !bias) return;
+    for (size_t i = 0; i < len; i += vl) {
+        vl = setvl(len - i);
+        if (acc32) {
+            vf v = __riscv_vle32_v_f32m8((const float *)acc + i, vl);
+            if (bias) v = __riscv_vfadd_vf_f32m8(v, (float)*bias, vl);
+            __riscv_vse16_v_f16m4(out + i, narrow(v, vl), vl);
+        } else {
+            __riscv_vse16_v_f16m4(
+                out + i, __riscv_vfadd_vf_f16m4(__riscv_vle16_v_f16m4(out + i, vl), *bias, vl),
+                vl);
+        }
+    }
+}
+
+/* Tap (ki, kj) with weight w, for the output positions (oh, ow) it maps to real input.
+ * fwd: acc holds output rows [r0, r1) (width yd.w) and gets w * x[input]; else acc holds
+ * input rows [r0, r1) (width xd.w) and gets w * gy[output] (the input gradient). */
+static void tap_rows(void *acc, const tte_f16 *src, tte_f16 w, tte_dims4 xd, tte_dims4 yd,
+                     tte_window p, int32_t ki, int32_t kj, int32_t r0, int32_t r1, int fwd,
+                     int acc32)
+{
+    const int32_t offh = ki * p.dilation_h - p.pad_top, offw = kj * p.dilation_w - p.pad_left;
+    int32_t oh0, oh1, ow0, ow1;
+    if (fwd) {
+        tte_tap_range(offh, p.stride_h, xd.h, yd.h, &oh0, &oh1);
+        oh0 = oh0 > r0 ? oh0 : r0;
+        oh1 = oh1 < r1 ? oh1 : r1;
+    } else {
+        tte_tap_range(offh - r0, p.stride_h, r1 - r0, yd.h, &oh0, &oh1);
+    }
+    tte_tap_range(offw, p.stride_w, xd.w, yd.w, &ow0, &ow1);
+    if (oh0 >= oh1 || ow0 >= ow1) return;
+    int32_t rows = oh1 - oh0;
+    size_t n = (size_t)(ow1 - ow0);
+    /* whole rows whose inputs follow each other at one stride: a single run */
+    if (ow0 == 0 && ow1 == yd.w && p.stride_h * xd.w == p.stride_w * yd.w) {
+        n *= (size_t)rows;
+        rows = 1;
+    }
+    const size_t obase = (size_t)r0 * (size_t)(fwd ? yd.w : xd.w);
+    for (int32_t oh = oh0; oh < oh0 + rows; ++oh) {
+        const size_t o = (size_t)oh * (size_t)yd.w + (size_t)ow0;
+        const size_t i = (size_t)(oh * p.stride_h + offh) * (size_t)xd.w
+                         + (size_t)(ow0 * p.stride_w + offw);
+        if (fwd)
+            row_mac(acc, o - obase, 1, src + i, p.stride_w, w, n, acc32);
+        else
+            row_mac(acc, i - obase, p.stride_w, src + o, 1, w, n, acc32);
+    }
+}
+
+static int32_t groups_of(tte_window p)
+{
+    return p.groups > 0 ? p.groups : 1;
+}
+
+static const tte_f16 *block(const tte_f16 *w, const tte_split *s, int32_t o, int32_t c,
+                            int32_t cg, tte_window p)
+{
+    return tte_split_block(w, s, sizeof(tte_f16), o, c, cg, p.kernel_h * p.kernel_w);
+}
+
+/* Rows per accumulation block of planes `width` wide: the whole plane in half, what the
+ * float buffer holds in float (0: a row is wider than it) */
+static int32_t block_rows(int32_t width, int32_t height, int acc32)
+{
+    return acc32 ? (width > 0 ? ACC_FLOATS / width : height) : height;
+}
+
+int tte_rvv_conv2d_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16 *w, const tte_f16 *bias,
+                       tte_f16 *y, tte_dims4 yd, tte_window p, tte_split s, int acc32)
+{
+    const int32_t groups = groups_of(p), cg = xd.c / groups, og = yd.c / groups;
+    const int32_t rows = block_rows(yd.w, yd.h, acc32);
+    const size_t xplane = (size_t)xd.h * (size_t)xd.w, yplane = (size_t)yd.h * (size_t)yd.w;
+    float buf[ACC_FLOATS];
+    if (rows < 1) return 0; /* float sums of rows wider than the buffer: scalar path */
+    for (int32_t n = 0; n < yd.n; ++n)
+        for (int32_t o = 0; o < yd.c; ++o) {
+            const tte_f16 *xn = x + ((size_t)n * (size_t)xd.c + (size_t)((o / og) * cg)) * xplane;
+            tte_f16 *yo = y + ((size_t)n * (size_t)yd.c + (size_t)o) * yplane;
+            for (int32_t r0 = 0; r0 < yd.h; r0 += rows) {
+                const int32_t r1 = r0 + rows < yd.h ? r0 + rows : yd.h;
+                const size_t len = (size_t)(r1 - r0) * (size_t)yd.w;
+                void *acc = acc32 ? (void *)buf : (void *)(yo + (size_t)r0 * (size_t)yd.w);
+                zero(acc, len, acc32);
+                for (int32_t c = 0; c < cg; ++c) {
+                    const tte_f16 *wk = block(w, &s, o, c, cg, p);
+                    for (int32_t t = 0; t < p.kernel_h * p.kernel_w; ++t)
+                        tap_rows(acc, xn + (size_t)c * xplane, wk[t], xd, yd, p, t / p.kernel_w,
+                                 t % p.kernel_w, r0, r1, 1, acc32);
+                }
+                finish(acc, yo + (size_t)r0 * (size_t)yd.w, len, bias ? bias + o : NULL, acc32);
+            }
+        }
+    return 1;
+}
+
+/* Input gradient of input channel ci (group of cg inputs, og outputs) of one batch entry
+ * (gyn) into out: over the group's outputs o, then taps, as conv_f16.c's grad_in. */
+static void grad_in_plane(tte_f16 *out, const tte_f16 *gyn, tte_dims4 yd, const tte_f16 *w,
+                          const tte_split *s, tte_dims4 xd, tte_window p, int32_t ci,
+                          int32_t cg, int32_t og, int32_t rows, int acc32)
+{
+    const size_t yplane = (size_t)yd.h * (size_t)yd.w;
+    const int32_t o0 = (ci / cg) * og;
+    float buf[ACC_FLOATS];
+    for (int32_t r0 = 0; r0 < xd.h; r0 += rows) {
+        const int32_t r1 = r0 + rows < xd.h ? r0 + rows : xd.h;
+        const size_t len = (size_t)(r1 - r0) * (size_t)xd.w;
+        void *acc = acc32 ? (void *)buf : (void *)(out + (size_t)r0 * (size_t)xd.w);
+        zero(acc, len, acc32);
+        for (int32_t o = o0; o < o0 + og; ++o) {
+            const tte_f16 *wk = block(w, s, o, ci % cg, cg, p);
+            for (int32_t t = 0; t < p.kernel_h * p.kernel_w; ++t)
+                tap_rows(acc, gyn + (size_t)o * yplane, wk[t], xd, yd, p, t / p.kernel_w,
+                         t % p.kernel_w, r0, r1, 0, acc32);
+        }
+        finish(acc, out + (size_t)r0 * (size_t)xd.w, len, NULL, acc32);
+    }
+}
+
+int tte_rvv_conv2d_grad_input_f16(const tte_f16 *gy, tte_dims4 yd, const tte_f16 *w,
+                                  tte_f16 *gx, tte_dims4 xd, tte_window p, tte_split s,
+                                  int acc32)
+{
+    const int32_t groups = groups_of(p), cg = xd.c / groups, og = yd.c / groups;
+    const int32_t rows = block_rows(xd.w, xd.h, acc32);
+    const size_t xplane = (size_t)xd.h * (size_t)xd.w, yplane = (size_t)yd.h * (size_t)yd.w;
+    if (rows < 1) return 0; /* float sums of rows wider than the buffer: scalar path */
+    for (int32_t n = 0; n < xd.n; ++n)
+        for (int32_t c = 0; c < xd.c; ++c)
+            grad_in_plane(gx + ((size_t)n * (size_t)xd.c + (size_t)c) * xplane,
+                          gy + (size_t)n * (size_t)yd.c * yplane, yd, w, &s, xd, p, c, cg, og,
+                          rows, acc32);
+    return 1;
+}
+
+int tte_rvv_depthwise_grad_input_f16(const tte_f16 *gy, tte_dims4 d, const tte_f16 *w,
+                                     tte_f16 *gx, tte_f16 *scratch, tte_window p, tte_split s,
+                                     int acc32)
+{
+    const int32_t rows = block_rows(d.w, d.h, acc32);
+    const size_t plane = (size_t)d.h * (size_t)d.w;
+    size_t vl;
+    if (rows < 1) return 0; /* float sums of rows wider than the buffer: scalar path */
+    for (int32_t n = 0; n < d.n; ++n)
+        for (int32_t c = 0; c < d.c; ++c) {
+            /* into scratch first: gy's plane c may be gx's */
+            grad_in_plane(scratch, gy + (size_t)n * (size_t)d.c * plane, d, w, &s, d, p, c, 1,
+                          1, rows, acc32);
+            tte_f16 *gc = gx + ((size_t)n * (size_t)d.c + (size_t)c) * plane;
+            for (size_t i = 0; i < plane; i += vl) {
+                vl = setvl(plane - i);
+                __riscv_vse16_v_f16m4(gc + i, __riscv_vle16_v_f16m4(scratch + i, vl), vl);
+            }
+        }
+    return 1;
+}
+
+/* ---- weight gradients: lanes are weight blocks --------------------------------------- */
+
+/* Weight blocks of `lanes` output channels: lane l reads gy channel (gy + l*gl) and x channel
+ * (x + l*xl; xl == 0: every lane reads the same), batch entries bx / by apart, and its
+ * gradient goes to weight element at + l*il + t of tap t. Each sums over (n, oh, ow). */
+typedef struct {
+    const tte_f16 *x, *gy;
+    ptrdiff_t xl, gl, il;
+    size_t bx, by, at, lanes;
+} wlanes;
+
+static vf wgrad_sum(const wlanes *L, size_t l, size_t vl, tte_dims4 xd, tte_dims4 yd,
+                    tte_window p, int32_t ki, int32_t kj, int acc32)
+{
+    const int32_t offh = ki * p.dilation_h - p.pad_top, offw = kj * p.dilation_w - p.pad_left;
+    int32_t oh0, oh1, ow0, ow1;
+    vh hacc = __riscv_vfmv_v_f_f16m4(0, vl);
+    vf facc = __riscv_vfmv_v_f_f32m8(0.0f, vl);
+    tte_tap_range(offh, p.stride_h, xd.h, yd.h, &oh0, &oh1);
+    tte_tap_range(offw, p.stride_w, xd.w, yd.w, &ow0, &ow1);
+    for (int32_t n = 0; n < yd.n; ++n)
+        for (int32_t oh = oh0; oh < oh1; ++oh) {
+            const tte_f16 *xr = L->x + (size_t)n * L->bx + (ptrdiff_t)l * L->xl
+                                + (size_t)(oh * p.stride_h + offh) * (size_t)xd.w
+                                + (size_t)(ow0 * p.stride_w + offw);
+            const tte_f16 *gr = L->gy + (size_t)n * L->by + (ptrdiff_t)l * L->gl
+                                + (size_t)oh * (size_t)yd.w + (size_t)ow0;
+            const int32_t cnt = ow1 - ow0, sw = p.stride_w;
+            if (L->xl == 0 && acc32)
+                for (int32_t i = 0; i < cnt; ++i)
+                    facc = mac_f(facc, xr[i * sw], ld16(gr + i, L->gl, vl), vl);
+            else if (L->xl == 0)
+                for (int32_t i = 0; i < cnt; ++i)
+                    hacc = mac_h(hacc, xr[i * sw], ld16(gr + i, L->gl, vl), vl);
+            else if (acc32)
+                for (int32_t i = 0; i < cnt; ++i)
+                    facc = mac_fv(facc, ld16(xr + i * sw, L->xl, vl), ld16(gr + i, L->gl, vl),
+                                  vl);
+            else
+                for (int32_t i = 0; i < cnt; ++i)
+                    hacc = mac_hv(hacc, ld16(xr + i * sw, L->xl, vl), ld16(gr + i, L->gl, vl),
+                                  vl);
+        }
+    return acc32 ? facc : widen(hacc, vl);
+}
+
+static void wgrad_lanes(const wlanes *L, tte_dims4 xd, tte_dims4 yd, tte_window p,
+                        tte_f16 *gw, const tte_f16_sgd *sgd, int acc32)
+{
+    const int32_t khw = p.kernel_h * p.kernel_w;
+    size_t vl;
+    for (size_t l = 0; l < L->lanes; l += vl) {
+        vl = setvl(L->lanes - l);
+        for (int32_t t = 0; t < khw; ++t)
+            emit(wgrad_sum(L, l, vl, xd, yd, p, t / p.kernel_w, t % p.kernel_w, acc32), gw, sgd,
+                 L->at + (size_t)((ptrdiff_t)l * L->il) + (size_t)t, L->il, vl);
+    }
+}
+
+int tte_rvv_conv2d_grad_weight_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16 *gy,
+                                   tte_dims4 yd, tte_f16 *gw, const tte_f16_sgd *sgd,
+                                   tte_window p, tte_split s, int acc32)
+{
+    const int32_t groups = groups_of(p), og = yd.c / groups, cg = tte_split_grad_cg(&s, xd, p);
+    const size_t xplane = (size_t)xd.h * (size_t)xd.w, yplane = (size_t)yd.h * (size_t)yd.w;
+    const size_t khw = (size_t)(p.kernel_h * p.kernel_w);
+    wlanes L = {x, gy, 0, (ptrdiff_t)yplane, (ptrdiff_t)((size_t)cg * khw),
+                (size_t)xd.c * xplane, (size_t)yd.c * yplane, 0, (size_t)yd.c};
+    if (s.count && s.axis == 0) {
+        /* trained channels in a permuted order: the scalar path */
+        if (s.pos) return 0;
+        /* the first count channels train: x holds them, gradient block j of channel j */
+        L.xl = (ptrdiff_t)xplane;
+        L.lanes = (size_t)s.count;
+        wgrad_lanes(&L, xd, yd, p, gw, sgd, acc32);
+        return 1;
+    }
+    if (og == 1) { /* one output channel per group (depthwise): lanes read their own x */
+        L.xl = (ptrdiff_t)((size_t)cg * xplane);
+        for (int32_t c = 0; c < cg; ++c) {
+            L.x = x + (size_t)c * xplane;
+            L.at = (size_t)c * khw;
+            wgrad_lanes(&L, xd, yd, p, gw, sgd, acc32);
+        }
+        return 1;
+    }
+    /* lanes: the og output channels of a group, which read the same x channel */
+    L.lanes = (size_t)og;
+    for (int32_t g = 0; g < groups; ++g)
+        for (int32_t c = 0; c < cg; ++c) {
+            L.x = x + (size_t)(g * cg + c) * xplane;
+            L.gy = gy + (size_t)(g * og) * yplane;
+            L.at = ((size_t)(g * og) * (size_t)cg + (size_t)c) * khw;
+            wgrad_lanes(&L, xd, yd, p, gw, sgd, acc32);
+        }
+    return 1;
+}
+
+/* ---- channel sums: lanes are channels ------------------------------------------------ */
+
+void tte_rvv_channel_sum_f16(const tte_f16 *gy, tte_dims4 d, tte_f16 *gb,
+                             const tte_f16_sgd *sgd, int acc32)
+{
+    const size_t plane = (size_t)d.h * (size_t)d.w;
+    size_t vl;
+    for (size_t c = 0; c < (size_t)d.c; c += vl) {
+        vl = setvl((size_t)d.c - c);
+        vh hacc = __riscv_vfmv_v_f_f16m4(0, vl);
+        vf facc = __riscv_vfmv_v_f_f32m8(0.0f, vl);
+        for (int32_t n = 0; n < d.n; ++n) {
+            const tte_f16 *g = gy + ((size_t)n * (size_t)d.c + c) * plane;
+            for (size_t i = 0; i < plane; ++i) {
+                const vh v = ld16(g + i, (ptrdiff_t)plane, vl);
+                if (acc32)
+                    facc = __riscv_vfwadd_wv_f32m8(facc, v, vl);
+                else
+                    hacc = __riscv_vfadd_vv_f16m4(hacc, v, vl);
+            }
+        }
+        emit(acc32 ? facc : widen(hacc, vl), gb, sgd, c, 1, vl);
+    }
+}
+
+/* ---- linear: lanes are outputs (forward) or inputs (gradients) ----------------------- */
+
+void tte_rvv_linear_f16(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *w,
+                        const tte_f16 *bias, tte_f16 *y, int32_t m, int acc32)
+{
+    size_t vl;
+    for (int32_t i = 0; i < n; ++i) {
+        const tte_f16 *xr = x + (size_t)i * (size_t)k;
+        for (size_t j = 0; j < (size_t)m; j += vl) {
+            vl = setvl((size_t)m - j);
+            const tte_f16 *wj = w + j * (size_t)k;
+            vh hacc = __riscv_vfmv_v_f_f16m4(0, vl);
+            vf facc = __riscv_vfmv_v_f_f32m8(0.0f, vl);
+            if (acc32) {
+                for (int32_t p = 0; p < k; ++p) facc = mac_f(facc, xr[p], ld16(wj + p, k, vl), vl);
+                if (bias) facc = __riscv_vfwadd_wv_f32m8(facc, ld16(bias + j, 1, vl), vl);
+            } else {
+                for (int32_t p = 0; p < k; ++p) hacc = mac_h(hacc, xr[p], ld16(wj + p, k, vl), vl);
+                if (bias) hacc = __riscv_vfadd_vv_f16m4(hacc, ld16(bias + j, 1, vl), vl);
+            }
+            st16(y + (size_t)i * (size_t)m + j, 1, acc32 ? narrow(facc, vl) : hacc, vl);
+        }
+    }
+}
+
+void tte_rvv_linear_grad_input_f16(const tte_f16 *gy, int32_t n, int32_t m, const tte_f16 *w,
+                                   tte_f16 *gx, int32_t k, int acc32)
+{
+    size_t vl;
+    for (int32_t i = 0; i < n; ++i) {
+        const tte_f16 *g = gy + (size_t)i * (size_t)m;
+        for (size_t p = 0; p < (size_t)k; p += vl) {
+            vl = setvl((size_t)k - p);
+            vh hacc = __riscv_vfmv_v_f_f16m4(0, vl);
+            vf facc = __riscv_vfmv_v_f_f32m8(0.0f, vl);
+            for (int32_t j = 0; j < m; ++j) {
+                const vh wv = ld16(w + (size_t)j * (size_t)k + p, 1, vl);
+                if (acc32)
+                    facc = mac_f(facc, g[j], wv, vl);
+                else
+                    hacc = mac_h(hacc, g[j], wv, vl);
+            }
+            st16(gx + (size_t)i * (size_t)k + p, 1, acc32 ? narrow(facc, vl) : hacc, vl);
+        }
+    }
+}
+
+void tte_rvv_linear_grad_weight_f16(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *gy,
+                                    int32_t m, tte_f16 *gw, const tte_f16_sgd *sgd, int acc32)
+{
+    size_t vl;
+    for (int32_t j = 0; j < m; ++j)
+        for (size_t p = 0; p < (size_t)k; p += vl) {
+            vl = setvl((size_t)k - p);
+            vh hacc = __riscv_vfmv_v_f_f16m4(0, vl);
+            vf facc = __riscv_vfmv_v_f_f32m8(0.0f, vl);
+            for (int32_t i = 0; i < n; ++i) {
+                const tte_f16 g = gy[(size_t)i * (size_t)m + (size_t)j];
+                const vh xv = ld16(x + (size_t)i * (size_t)k + p, 1, vl);
+                if (acc32)
+                    facc = mac_f(facc, g, xv, vl);
+                else
+                    hacc = mac_h(hacc, g, xv, vl);
+            }
+            emit(acc32 ? facc : widen(hacc, vl), gw, sgd, (size_t)j * (size_t)k + p, 1, vl);
+        }
+}
+
+#else
+typedef int tte_f16_rvv_unused; /* ISO C: a translation unit declares something */
+#endif
