@@ -66,3 +66,19 @@ def test_mlperf_tiny_kws_int8(kws, target):
 @pytest.mark.parametrize("target", TARGETS)
 def test_mcunet_int8_sparse_scheme(mcunet, target):
     equal_to_host(mcunet, target, _int8_samples(mcunet, 2, 2), np.array([3, 8]))
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "rv32"])
+def test_forward_on_the_device_after_training(small_cnn, target):
+    """forward() runs on the device, after the steps trained so far, and gives the host's
+    logits bit for bit."""
+    m = lenet()
+    xs = np.random.default_rng(3).uniform(-1, 1, (2,) + input_shape(m)[1:]).astype(np.float32)
+    mcu, host = small_cnn.build(target=target), small_cnn.build()
+    before = mcu.forward(xs[0])
+    np.testing.assert_array_equal(before, host.forward(xs[0]))
+    mcu.train_step(xs[1], 4)
+    host.train_step(xs[1], 4)
+    after = mcu.forward(xs[0])
+    assert after.dtype == np.float32 and not np.array_equal(after, before)
+    np.testing.assert_array_equal(after, host.forward(xs[0]))

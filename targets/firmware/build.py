@@ -88,14 +88,16 @@ def _overflow_error(stderr: str, part: Part, model: str) -> TTEError | None:
 
 def build_firmware(info: ProjectInfo, target: McuTarget, xs: np.ndarray, labels: np.ndarray,
                    steps: int, out_dir: Path, part: Part | None = None, *,
-                   profile: bool = False, defines: Sequence[str] = ()) -> Firmware:
+                   profile: bool = False, defines: Sequence[str] = (),
+                   forward_xs: np.ndarray | None = None) -> Firmware:
     """Build firmware that trains `steps` steps over (xs, labels), checked by
-    targets.firmware.check_samples; writes its sources and images into out_dir. profile:
+    targets.firmware.check_samples, then runs the forward pass on forward_xs (same checks);
+    writes its sources and images into out_dir. profile:
     count each node's instructions in the last step (TTE_PROFILE); defines: extra -D
     macros for every source (e.g. TTE_NO_DSP to take the kernels' portable paths)."""
     part = part or target.part
     out_dir.mkdir(parents=True, exist_ok=True)
-    main, samples = write_sources(info, xs, labels, steps, out_dir)
+    main, samples = write_sources(info, xs, labels, steps, out_dir, forward_xs)
     kernels = sorted(KERNELS_DIR.glob("*.c"))
     incs = [info.directory, KERNELS_DIR, FIRMWARE_DIR]
     defs = [*defines, *(["TTE_PROFILE"] if profile else [])]

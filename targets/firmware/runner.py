@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from targets.firmware import FirmwareResult, check_samples, info_from_program
+from targets.firmware import (CTYPE_NUMPY, FirmwareResult, check_samples, default_samples,
+                              info_from_program)
 from targets.firmware.build import Firmware, build_firmware
 from targets.firmware.qemu import elf_sizes, run_firmware
 from targets.firmware.target import get_target
@@ -42,28 +43,41 @@ class McuRunner(Runner):
         self.firmware: Firmware | None = None
         self.result: FirmwareResult | None = None
 
+    def _run(self, xs: list[np.ndarray], labels: list[np.ndarray],
+             forward_xs: np.ndarray | None = None) -> FirmwareResult:
+        """One firmware run: every sample trained on so far plus xs, then the forward pass
+        on forward_xs."""
+        steps = sum(map(len, self._xs + xs))
+        if steps == 0:  # the C arrays need a sample; none is trained on
+            filler_x, filler_label = check_samples(self.info, *default_samples(self.info, 1))
+            xs, labels = [filler_x], [filler_label]
+        fw = build_firmware(self.info, self.target, np.concatenate(self._xs + xs),
+                            np.concatenate(self._labels + labels), steps,
+                            self.directory / self.target.name, profile=self.profile,
+                            defines=self.defines, forward_xs=forward_xs)
+        result = run_firmware(fw, len(self.info.trainable), self.timeout)
+        if result.status != 0:
+            raise TTEError(f"the firmware returned error {result.status}")
+        self.firmware, self.result = fw, result
+        return result
+
     def train_steps(self, xs: Any, labels: Any) -> np.ndarray:
         """One SGD step per sample, in order, in one firmware run; the losses (float32)."""
         xs, labels = check_samples(self.info, xs, labels)
-        all_xs = np.concatenate(self._xs + [xs])
-        all_labels = np.concatenate(self._labels + [labels])
-        fw = build_firmware(self.info, self.target, all_xs, all_labels, len(all_xs),
-                            self.directory / self.target.name, profile=self.profile,
-                            defines=self.defines)
-        result = run_firmware(fw, len(self.info.trainable), self.timeout)
-        if result.status != 0:
-            raise TTEError(f"the firmware's train_step returned error {result.status}")
+        result = self._run([xs], [labels])
         self._xs.append(xs)
         self._labels.append(labels)
-        self.firmware, self.result = fw, result
         return result.losses[-len(xs):]
 
     def _train(self, x: np.ndarray, target: np.ndarray) -> float:
         return float(self.train_steps(x, target)[0])
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        raise TTEError(f"forward() does not run on {self.target.name} yet; the firmware "
-                       f"trains. Use prog.build() (host) for inference")
+        """The output on the device, after the steps trained so far (one firmware run)."""
+        x = np.ascontiguousarray(x.reshape((1,) + self.info.x_shape[1:]), self.info.x_dtype)
+        result = self._run([], [], forward_xs=x)
+        y = np.dtype(CTYPE_NUMPY[self.info.y_ctype])
+        return np.frombuffer(result.logits[0], y).reshape(self.info.out_shape).copy()
 
     def params(self) -> dict[str, np.ndarray]:
         g = self.program.training_graph
