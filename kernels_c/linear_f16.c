@@ -78,6 +78,21 @@ static float grad_w(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *gy, i
     return acc;
 }
 
+#if TTE_V2F16
+/* grad_w of gw[j, p] and gw[j, p + 1] in half pairs */
+static tte_v2f16 grad_w2(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *gy, int32_t m,
+                         int32_t j, int32_t p)
+{
+    tte_v2f16 acc = {0, 0};
+    for (int32_t i = 0; i < n; ++i) {
+        const tte_f16 g = gy[(size_t)i * (size_t)m + (size_t)j];
+        const tte_f16 *xr = x + (size_t)i * (size_t)k + (size_t)p;
+        acc = acc + (tte_v2f16){g, g} * (tte_v2f16){xr[0], xr[1]};
+    }
+    return acc;
+}
+#endif
+
 void tte_linear_grad_weight_f16(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *gy,
                                 int32_t m, tte_f16 *gw, int acc32)
 {
@@ -85,9 +100,18 @@ void tte_linear_grad_weight_f16(const tte_f16 *x, int32_t n, int32_t k, const tt
     tte_rvv_linear_grad_weight_f16(x, n, k, gy, m, gw, NULL, acc32);
     return;
 #endif
-    for (int32_t j = 0; j < m; ++j)
-        for (int32_t p = 0; p < k; ++p)
+    for (int32_t j = 0; j < m; ++j) {
+        int32_t p = 0;
+#if TTE_V2F16
+        for (; !acc32 && p + 1 < k; p += 2) {
+            const tte_v2f16 v = grad_w2(x, n, k, gy, m, j, p);
+            gw[(size_t)j * (size_t)k + (size_t)p] = v[0];
+            gw[(size_t)j * (size_t)k + (size_t)p + 1] = v[1];
+        }
+#endif
+        for (; p < k; ++p)
             gw[(size_t)j * (size_t)k + (size_t)p] = (tte_f16)grad_w(x, n, k, gy, m, j, p, acc32);
+    }
 }
 
 void tte_linear_grad_weight_sgd_f16(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *gy,
@@ -99,10 +123,22 @@ void tte_linear_grad_weight_sgd_f16(const tte_f16 *x, int32_t n, int32_t k, cons
     tte_rvv_linear_grad_weight_f16(x, n, k, gy, m, NULL, &u, acc32);
     return;
 #endif
-    for (int32_t j = 0; j < m; ++j)
-        for (int32_t p = 0; p < k; ++p) {
+    for (int32_t j = 0; j < m; ++j) {
+        int32_t p = 0;
+#if TTE_V2F16
+        for (; !acc32 && p + 1 < k; p += 2) {
+            const tte_v2f16 v = grad_w2(x, n, k, gy, m, j, p);
+            const size_t e = (size_t)j * (size_t)k + (size_t)p;
+            tte_sgd_step_f16(w + e, (float)v[0], momentum ? momentum + e : NULL, lr,
+                             momentum_coef, weight_decay);
+            tte_sgd_step_f16(w + e + 1, (float)v[1], momentum ? momentum + e + 1 : NULL, lr,
+                             momentum_coef, weight_decay);
+        }
+#endif
+        for (; p < k; ++p) {
             const size_t e = (size_t)j * (size_t)k + (size_t)p;
             tte_sgd_step_f16(w + e, grad_w(x, n, k, gy, m, j, p, acc32),
                              momentum ? momentum + e : NULL, lr, momentum_coef, weight_decay);
         }
+    }
 }
