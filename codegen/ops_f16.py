@@ -15,7 +15,7 @@ SUMMING = {"conv2d", "conv2d_grad_input", "depthwise_grad_input", "conv2d_grad_w
 # the f16 kernels that exist, by IR op
 KERNELS = SUMMING | {"add", "relu", "relu_grad", "clip", "clip_grad", "avg_pool2d_grad",
                      "max_pool2d", "max_pool2d_grad", "unreduce", "sgd_update", "reshape",
-                     "softmax_cross_entropy", "softmax_cross_entropy_grad"}
+                     "slice_channels", "softmax_cross_entropy", "softmax_cross_entropy_grad"}
 _CALL = re.compile(r"\b(tte_\w+)_f32\(")
 
 
