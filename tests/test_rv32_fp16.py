@@ -1,0 +1,152 @@
+"""FP16 training on RISC-V (targets/riscv): the fast paths equal the portable one bit for bit.
+
+rv32 (Zfh) takes the native-half and v2f16 pair paths, rv32v (V + Zvfh) the RVV paths
+(kernels_c/f16_rvv.c); TTE_SCALAR takes the portable scalar path on either. For each model
+and accumulation, 3 SGD steps: losses and every trained parameter of the fast firmware equal
+the TTE_SCALAR firmware's and the host C's (prog.build(), the portable path with
+TTE_V2F16=0) bit for bit. The models cover the kernels' geometry: strides, asymmetric
+padding, dilation, groups, depthwise, 1x1 planes, linear layers, and partial weights (split
+along input channels and, first or by magnitude, depthwise channels).
+
+test_instruction_counts prints (does not assert) the retired instructions (minstret under
+-icount shift=0) of the conv forward, input-gradient and weight-gradient nodes for fp32,
+fp16 scalar, fp16 Zfh/v2f16 (rv32) and fp16 RVV (rv32v).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+import tte
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from models import MODELS, _Builder, input_shape, num_classes  # noqa: E402
+from test_partial_weights import TINY_SCHEME, tiny  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("clang-16") and shutil.which("qemu-system-riscv32")),
+    reason="clang-16 / qemu-system-riscv32 missing (`make toolchains`)")
+
+STEPS = 3
+OPT = {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}
+
+
+def geometry(seed: int = 11):
+    """Stride 2 with asymmetric pads, dilation 2, groups of 2, odd channel counts, planes
+    of more than 256 elements (RVV float sums take them in blocks of rows), and a 1x1 conv
+    (one run over whole rows, longer than a vector)."""
+    b = _Builder(seed)
+    h = b.relu(b.conv("x", 3, 5, 3, stride=2, pads=[1, 0, 2, 1], name="s2"))         # 5x13x20
+    h = b.relu(b.conv(h, 5, 6, 3, pads=[2, 1, 1, 2], dilation=2, name="dil"))        # 6x12x19
+    h = b.relu(b.conv(h, 6, 4, 3, group=2, name="grouped"))                          # 4x12x19
+    h = b.conv(h, 4, 5, 1, name="pw")                                                # 5x12x19
+    h = b.node("GlobalAveragePool", [h])
+    h = b.node("Flatten", [h], axis=1)
+    return b.build("geometry", [1, 3, 24, 41], b.gemm(h, 5, 7, name="fc"), 7)
+
+
+CASES = {
+    "lenet": (MODELS["lenet"], "full"),
+    "dwsep": (MODELS["dwsep_bn_relu6"], "full"),
+    "geometry": (geometry, "full"),
+    "partial-first": (tiny, {**TINY_SCHEME, "channels": "first"}),
+    "partial-magnitude": (tiny, {**TINY_SCHEME, "channels": "magnitude"}),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _program(case: str, precision: str, accumulate: str):
+    build, update = CASES[case]
+    model = build()
+    kw = {"precision": "fp16", "accumulate": accumulate} if precision == "fp16" else {}
+    return model, tte.compile(model, update=update, optimizer=OPT, **kw)
+
+
+def _samples(model):
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((STEPS,) + input_shape(model)[1:]).astype(np.float32)
+    return xs, rng.integers(num_classes(model), size=STEPS).astype(np.int32)
+
+
+def _bits(params: dict) -> dict:
+    return {k: np.ascontiguousarray(v).view(np.uint8).copy() for k, v in params.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def _run(case: str, precision: str, accumulate: str, target: str | None,
+         defines: tuple[str, ...] = ()):
+    """(losses, parameter bytes, node instructions or None) after STEPS steps."""
+    model, prog = _program(case, precision, accumulate)
+    xs, ys = _samples(model)
+    if target is None:  # the host C, one sample at a time
+        r = prog.build()
+        xh = xs.astype(np.float16) if precision == "fp16" else xs
+        losses = np.array([r.train_step(x[None], int(y)) for x, y in zip(xh, ys)], np.float32)
+        return losses, _bits(r.params()), None
+    r = prog.build(target=target, profile=True, defines=defines)
+    losses = r.train_steps(xs, ys)
+    return np.asarray(losses, np.float32), _bits(r.params()), r.result.node_instructions
+
+
+def _assert_same(a, b, what: str) -> None:
+    (la, pa, _), (lb, pb, _) = a, b
+    assert la.view(np.uint32).tolist() == lb.view(np.uint32).tolist(), f"{what}: losses"
+    assert pa.keys() == pb.keys()
+    for k in pa:
+        assert np.array_equal(pa[k], pb[k]), f"{what}: {k}"
+
+
+@pytest.mark.parametrize("accumulate", ["fp16", "fp32"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_fast_paths_equal_scalar_and_host(case, accumulate):
+    host = _run(case, "fp16", accumulate, None)
+    assert np.all(np.isfinite(host[0]))
+    for target in ("rv32", "rv32v"):
+        fast = _run(case, "fp16", accumulate, target)
+        scalar = _run(case, "fp16", accumulate, target, ("TTE_SCALAR",))
+        _assert_same(fast, scalar, f"{target} fast vs TTE_SCALAR")
+        _assert_same(fast, host, f"{target} fast vs host")
+    # the parameters moved: the comparison is not of untouched initial weights
+    model, prog = _program(case, "fp16", accumulate)
+    init = _bits({k: prog.training_graph.data[k] for k in host[1]})
+    assert any(not np.array_equal(init[k], host[1][k]) for k in init)
+
+
+CONV_NODES = {"conv2d": "forward", "conv2d_grad_input": "input grad",
+              "depthwise_grad_input": "input grad", "conv2d_grad_weight": "weight grad",
+              "conv2d_grad_weight_sgd": "weight grad"}
+
+
+def _conv_counts(case: str, precision: str, accumulate: str, target: str,
+                 defines: tuple[str, ...] = ()) -> dict[str, int]:
+    _, prog = _program(case, precision, accumulate)
+    nodes = _run(case, precision, accumulate, target, defines)[2]
+    out = dict.fromkeys(dict.fromkeys(CONV_NODES.values()), 0)
+    for i, node in enumerate(prog.training_graph.nodes):
+        if node.op in CONV_NODES:
+            out[CONV_NODES[node.op]] += nodes[i]
+    return out
+
+
+@pytest.mark.parametrize("case", ["lenet", "dwsep", "geometry"])
+def test_instruction_counts(case):
+    """Printed, not asserted: instructions of one training step's conv nodes (per direction,
+    summed over the model's convolutions), and fp16's speed-up over fp32 on the same core."""
+    rows = {"fp32 rv32": _conv_counts(case, "fp32", "fp32", "rv32")}
+    for acc in ("fp16", "fp32"):
+        rows[f"fp16/{acc} scalar rv32"] = _conv_counts(case, "fp16", acc, "rv32", ("TTE_SCALAR",))
+        rows[f"fp16/{acc} Zfh+v2f16 rv32"] = _conv_counts(case, "fp16", acc, "rv32")
+        rows[f"fp16/{acc} RVV rv32v"] = _conv_counts(case, "fp16", acc, "rv32v")
+    base = rows["fp32 rv32"]
+    dirs = list(base)
+    print(f"\n{case}: instructions per training step (conv nodes); x = fp32 rv32 / row")
+    print(f"{'':28}" + "".join(f"{d:>22}" for d in dirs + ["total"]))
+    for name, r in rows.items():
+        cells = [(r[d], base[d]) for d in dirs] + [(sum(r.values()), sum(base.values()))]
+        print(f"{name:28}" + "".join(f"{v:>13,} {b / max(v, 1):6.2f}x" for v, b in cells))
+    assert all(v > 0 for r in rows.values() for v in r.values())
