@@ -227,13 +227,178 @@ static int32_t block_rows(int32_t width, int32_t height, int acc32)
     return acc32 ? (width > 0 ? ACC_FLOATS / width : height) : height;
 }
 
+/* ---- convolution lanes: one position at a time, lanes across channels ------------------ *
+ * Rows of a few outputs leave most of a vector idle; small planes with many channels take
+ * their lanes across channels instead, summing each lane's terms in the scalar order. */
+
+/* Weight block (o, c) as tte_split_block finds it, and *stride: how far apart the blocks
+ * (o + l, c) of the next output channels lie (a whole weight, or split along input
+ * channels: each part is [O][its channels][taps]). */
+static const tte_f16 *lanes_block(const tte_f16 *w, const tte_split *s, int32_t o, int32_t c,
+                                  int32_t cg, int32_t khw, ptrdiff_t *stride)
+{
+    const int32_t j = s->count && s->pos ? s->pos[c] : c;
+    if (s->count == 0 || j < s->count) {
+        const int32_t part = s->count ? s->count : cg;
+        *stride = (ptrdiff_t)part * khw;
+        return w + ((size_t)o * (size_t)part + (size_t)j) * (size_t)khw;
+    }
+    *stride = (ptrdiff_t)(cg - s->count) * khw;
+    return (const tte_f16 *)s->frozen
+           + ((size_t)o * (size_t)(cg - s->count) + (size_t)(j - s->count)) * (size_t)khw;
+}
+
+/* Forward of output channels [o0, o0 + lanes): each position sums over (c, ki, kj) as
+ * conv_out. xl == 0: the lanes share their group's x; else lane l reads the x channels xl
+ * further on (one output channel per group). */
+static void conv_lanes(const tte_f16 *xn, tte_dims4 xd, const tte_f16 *w, const tte_split *s,
+                       const tte_f16 *bias, tte_f16 *yn, tte_dims4 yd, tte_window p,
+                       int32_t o0, int32_t lanes, ptrdiff_t xl, int acc32)
+{
+    const int32_t groups = groups_of(p), cg = xd.c / groups, og = yd.c / groups;
+    const int32_t kw = p.kernel_w, khw = p.kernel_h * p.kernel_w;
+    const size_t xplane = (size_t)xd.h * (size_t)xd.w, yplane = (size_t)yd.h * (size_t)yd.w;
+    size_t vl;
+    for (int32_t l = 0; l < lanes; l += (int32_t)vl) {
+        const int32_t o = o0 + l;
+        const tte_f16 *xg = xn + (size_t)((o / og) * cg) * xplane;
+        vl = setvl((size_t)(lanes - l));
+        for (int32_t oh = 0; oh < yd.h; ++oh) {
+            const int32_t h0 = oh * p.stride_h - p.pad_top;
+            int32_t ki0, ki1;
+            tte_tap_range(h0, p.dilation_h, xd.h, p.kernel_h, &ki0, &ki1);
+            for (int32_t ow = 0; ow < yd.w; ++ow) {
+                const int32_t w0 = ow * p.stride_w - p.pad_left;
+                int32_t kj0, kj1;
+                vh hacc = __riscv_vfmv_v_f_f16m4(0, vl);
+                vf facc = __riscv_vfmv_v_f_f32m8(0.0f, vl);
+                tte_tap_range(w0, p.dilation_w, xd.w, kw, &kj0, &kj1);
+                for (int32_t c = 0; c < cg; ++c) {
+                    ptrdiff_t ws;
+                    const tte_f16 *wc = lanes_block(w, s, o, c, cg, khw, &ws);
+                    for (int32_t ki = ki0; ki < ki1; ++ki) {
+                        const tte_f16 *xr = xg + (size_t)c * xplane
+                                            + (size_t)(h0 + ki * p.dilation_h) * (size_t)xd.w
+                                            + (size_t)(w0 + kj0 * p.dilation_w);
+                        const tte_f16 *wr = wc + ki * kw + kj0;
+                        const int32_t n = kj1 - kj0, dw = p.dilation_w;
+                        if (xl == 0 && acc32)
+                            for (int32_t j = 0; j < n; ++j)
+                                facc = mac_f(facc, xr[j * dw], ld16(wr + j, ws, vl), vl);
+                        else if (xl == 0)
+                            for (int32_t j = 0; j < n; ++j)
+                                hacc = mac_h(hacc, xr[j * dw], ld16(wr + j, ws, vl), vl);
+                        else if (acc32)
+                            for (int32_t j = 0; j < n; ++j)
+                                facc = mac_fv(facc, ld16(xr + j * dw, xl, vl),
+                                              ld16(wr + j, ws, vl), vl);
+                        else
+                            for (int32_t j = 0; j < n; ++j)
+                                hacc = mac_hv(hacc, ld16(xr + j * dw, xl, vl),
+                                              ld16(wr + j, ws, vl), vl);
+                    }
+                }
+                if (bias && acc32) facc = __riscv_vfwadd_wv_f32m8(facc, ld16(bias + o, 1, vl), vl);
+                if (bias && !acc32) hacc = __riscv_vfadd_vv_f16m4(hacc, ld16(bias + o, 1, vl), vl);
+                st16(yn + (size_t)o * yplane + (size_t)oh * (size_t)yd.w + (size_t)ow,
+                     (ptrdiff_t)yplane, acc32 ? narrow(facc, vl) : hacc, vl);
+            }
+        }
+    }
+}
+
+/* The taps k < count of a window axis through which output positions reach input position
+ * i (conv_f16.c's untap), in k order, with those positions in pos; returns how many. */
+#define MAX_TAPS 16
+static int32_t untaps(int32_t i, int32_t count, int32_t stride, int32_t dil, int32_t pad,
+                      int32_t size, int32_t *k, int32_t *pos)
+{
+    int32_t n = 0;
+    for (int32_t t = 0; t < count; ++t) {
+        const int32_t u = i + pad - t * dil;
+        if (u >= 0 && u % stride == 0 && u / stride < size) {
+            k[n] = t;
+            pos[n++] = u / stride;
+        }
+    }
+    return n;
+}
+
+/* Input gradient of input channels [c0, c0 + lanes) of one group (a whole weight: lane l's
+ * block is khw further on): each position sums over (o, ki, kj) as grad_in. */
+static void grad_in_lanes(const tte_f16 *gyn, tte_dims4 yd, const tte_f16 *w, tte_f16 *gxn,
+                          tte_dims4 xd, tte_window p, int32_t c0, int32_t lanes, int acc32)
+{
+    const int32_t groups = groups_of(p), cg = xd.c / groups, og = yd.c / groups;
+    const int32_t kw = p.kernel_w, khw = p.kernel_h * p.kernel_w;
+    const size_t xplane = (size_t)xd.h * (size_t)xd.w, yplane = (size_t)yd.h * (size_t)yd.w;
+    int32_t kis[MAX_TAPS], ohs[MAX_TAPS], kjs[MAX_TAPS], ows[MAX_TAPS];
+    size_t vl;
+    for (int32_t l = 0; l < lanes; l += (int32_t)vl) {
+        const int32_t c = c0 + l, o0 = (c / cg) * og;
+        const tte_f16 *wl = w + ((size_t)o0 * (size_t)cg + (size_t)(c % cg)) * (size_t)khw;
+        vl = setvl((size_t)(lanes - l));
+        for (int32_t ih = 0; ih < xd.h; ++ih) {
+            const int32_t nh = untaps(ih, p.kernel_h, p.stride_h, p.dilation_h, p.pad_top, yd.h,
+                                      kis, ohs);
+            for (int32_t iw = 0; iw < xd.w; ++iw) {
+                const int32_t nw = untaps(iw, kw, p.stride_w, p.dilation_w, p.pad_left, yd.w,
+                                          kjs, ows);
+                vh hacc = __riscv_vfmv_v_f_f16m4(0, vl);
+                vf facc = __riscv_vfmv_v_f_f32m8(0.0f, vl);
+                for (int32_t j = 0; j < og; ++j) {
+                    const tte_f16 *wo = wl + (size_t)j * (size_t)cg * (size_t)khw;
+                    const tte_f16 *go = gyn + (size_t)(o0 + j) * yplane;
+                    for (int32_t a = 0; a < nh; ++a) {
+                        const tte_f16 *gr = go + (size_t)ohs[a] * (size_t)yd.w;
+                        const tte_f16 *wr = wo + kis[a] * kw;
+                        if (acc32)
+                            for (int32_t b = 0; b < nw; ++b)
+                                facc = mac_f(facc, gr[ows[b]], ld16(wr + kjs[b], khw, vl), vl);
+                        else
+                            for (int32_t b = 0; b < nw; ++b)
+                                hacc = mac_h(hacc, gr[ows[b]], ld16(wr + kjs[b], khw, vl), vl);
+                    }
+                }
+                st16(gxn + (size_t)c * xplane + (size_t)ih * (size_t)xd.w + (size_t)iw,
+                     (ptrdiff_t)xplane, acc32 ? narrow(facc, vl) : hacc, vl);
+            }
+        }
+    }
+}
+
+/* Outputs a conv row of taps updates at once: a whole plane for 1x1 windows that read
+ * whole rows (tap_rows merges them), else a row. Lanes across channels pay when at least
+ * half as many channels share a position. */
+static int32_t row_run(tte_dims4 xd, tte_dims4 yd, tte_window p)
+{
+    const int whole = p.kernel_h == 1 && p.kernel_w == 1 && p.pad_left == 0 && p.pad_right == 0
+                      && p.stride_h * xd.w == p.stride_w * yd.w;
+    return whole ? yd.h * yd.w : yd.w;
+}
+
 int tte_rvv_conv2d_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16 *w, const tte_f16 *bias,
                        tte_f16 *y, tte_dims4 yd, tte_window p, tte_split s, int acc32)
 {
     const int32_t groups = groups_of(p), cg = xd.c / groups, og = yd.c / groups;
     const int32_t rows = block_rows(yd.w, yd.h, acc32);
     const size_t xplane = (size_t)xd.h * (size_t)xd.w, yplane = (size_t)yd.h * (size_t)yd.w;
+    const int32_t run = row_run(xd, yd, p);
     float buf[ACC_FLOATS];
+    if (og > 1 && 2 * og >= run && !(s.count && s.axis == 0)) {
+        for (int32_t n = 0; n < yd.n; ++n)
+            for (int32_t g = 0; g < groups; ++g)
+                conv_lanes(x + (size_t)n * (size_t)xd.c * xplane, xd, w, &s, bias,
+                           y + (size_t)n * (size_t)yd.c * yplane, yd, p, g * og, og, 0, acc32);
+        return 1;
+    }
+    if (og == 1 && 2 * groups >= run && s.count == 0) {
+        for (int32_t n = 0; n < yd.n; ++n)
+            conv_lanes(x + (size_t)n * (size_t)xd.c * xplane, xd, w, &s, bias,
+                       y + (size_t)n * (size_t)yd.c * yplane, yd, p, 0, yd.c,
+                       (ptrdiff_t)((size_t)cg * xplane), acc32);
+        return 1;
+    }
     if (rows < 1) return 0; /* float sums of rows wider than the buffer: scalar path */
     for (int32_t n = 0; n < yd.n; ++n)
         for (int32_t o = 0; o < yd.c; ++o) {
@@ -287,6 +452,14 @@ int tte_rvv_conv2d_grad_input_f16(const tte_f16 *gy, tte_dims4 yd, const tte_f16
     const int32_t groups = groups_of(p), cg = xd.c / groups, og = yd.c / groups;
     const int32_t rows = block_rows(xd.w, xd.h, acc32);
     const size_t xplane = (size_t)xd.h * (size_t)xd.w, yplane = (size_t)yd.h * (size_t)yd.w;
+    if (cg > 1 && 2 * cg >= row_run(xd, yd, p) && s.count == 0 && p.kernel_h <= MAX_TAPS
+        && p.kernel_w <= MAX_TAPS) {
+        for (int32_t n = 0; n < xd.n; ++n)
+            for (int32_t g = 0; g < groups; ++g)
+                grad_in_lanes(gy + (size_t)n * (size_t)yd.c * yplane, yd, w,
+                              gx + (size_t)n * (size_t)xd.c * xplane, xd, p, g * cg, cg, acc32);
+        return 1;
+    }
     if (rows < 1) return 0; /* float sums of rows wider than the buffer: scalar path */
     for (int32_t n = 0; n < xd.n; ++n)
         for (int32_t c = 0; c < xd.c; ++c)
