@@ -122,7 +122,7 @@ static void emit(vf g, tte_f16 *out, const tte_f16_sgd *sgd, size_t at, ptrdiff_
 /* ---- convolution rows -------------------------------------------------------------- */
 
 /* acc[at + i*as] += w * src[i*ss] for i < n; acc is halves, or floats with acc32 */
-static void row_mac(void *acc, size_t at, ptrdiff_t as, const tte_f16 *src, ptrdiff_t ss,
+static inline void row_mac(void *acc, size_t at, ptrdiff_t as, const tte_f16 *src, ptrdiff_t ss,
                     tte_f16 w, size_t n, int acc32)
 {
     size_t vl;
@@ -172,40 +172,65 @@ static void finish(const void *acc, tte_f16 *out, size_t len, const tte_f16 *bia
     }
 }
 
-/* Tap (ki, kj) with weight w, for the output positions (oh, ow) it maps to real input.
- * fwd: acc holds output rows [r0, r1) (width yd.w) and gets w * x[input]; else acc holds
- * input rows [r0, r1) (width xd.w) and gets w * gy[output] (the input gradient). */
-static void tap_rows(void *acc, const tte_f16 *src, tte_f16 w, tte_dims4 xd, tte_dims4 yd,
-                     tte_window p, int32_t ki, int32_t kj, int32_t r0, int32_t r1, int fwd,
-                     int acc32)
+#define MAX_TAPS 16 /* kernel rows or columns the tap tables hold; more: scalar path */
+
+/* The output positions each tap maps to real input: rows [h[2 ki], h[2 ki + 1]), columns
+ * [v[2 kj], v[2 kj + 1]), for the rows one accumulation block holds: output rows [r0, r1)
+ * (fwd), or output rows whose input row lies in [r0, r1) (the input gradient). */
+typedef struct {
+    int32_t h[2 * MAX_TAPS], v[2 * MAX_TAPS];
+} tap_table;
+
+static void taps_of(tap_table *t, tte_dims4 xd, tte_dims4 yd, tte_window p, int32_t r0,
+                    int32_t r1, int fwd)
 {
-    const int32_t offh = ki * p.dilation_h - p.pad_top, offw = kj * p.dilation_w - p.pad_left;
-    int32_t oh0, oh1, ow0, ow1;
-    if (fwd) {
-        tte_tap_range(offh, p.stride_h, xd.h, yd.h, &oh0, &oh1);
-        oh0 = oh0 > r0 ? oh0 : r0;
-        oh1 = oh1 < r1 ? oh1 : r1;
-    } else {
-        tte_tap_range(offh - r0, p.stride_h, r1 - r0, yd.h, &oh0, &oh1);
+    for (int32_t ki = 0; ki < p.kernel_h; ++ki) {
+        const int32_t offh = ki * p.dilation_h - p.pad_top;
+        int32_t *h = t->h + 2 * ki;
+        if (fwd) {
+            tte_tap_range(offh, p.stride_h, xd.h, yd.h, h, h + 1);
+            h[0] = h[0] > r0 ? h[0] : r0;
+            h[1] = h[1] < r1 ? h[1] : r1;
+        } else {
+            tte_tap_range(offh - r0, p.stride_h, r1 - r0, yd.h, h, h + 1);
+        }
     }
-    tte_tap_range(offw, p.stride_w, xd.w, yd.w, &ow0, &ow1);
-    if (oh0 >= oh1 || ow0 >= ow1) return;
-    int32_t rows = oh1 - oh0;
-    size_t n = (size_t)(ow1 - ow0);
-    /* whole rows whose inputs follow each other at one stride: a single run */
-    if (ow0 == 0 && ow1 == yd.w && p.stride_h * xd.w == p.stride_w * yd.w) {
-        n *= (size_t)rows;
-        rows = 1;
-    }
+    for (int32_t kj = 0; kj < p.kernel_w; ++kj)
+        tte_tap_range(kj * p.dilation_w - p.pad_left, p.stride_w, xd.w, yd.w, t->v + 2 * kj,
+                      t->v + 2 * kj + 1);
+}
+
+/* Every tap of weight block wk, for the output positions (oh, ow) in its table entries.
+ * fwd: acc holds output rows from r0 (width yd.w) and gets w * x[input]; else acc holds
+ * input rows from r0 (width xd.w) and gets w * gy[output] (the input gradient). */
+static void taps_rows(void *acc, const tte_f16 *src, const tte_f16 *wk, const tap_table *t,
+                      tte_dims4 xd, tte_dims4 yd, tte_window p, int32_t r0, int fwd, int acc32)
+{
     const size_t obase = (size_t)r0 * (size_t)(fwd ? yd.w : xd.w);
-    for (int32_t oh = oh0; oh < oh0 + rows; ++oh) {
-        const size_t o = (size_t)oh * (size_t)yd.w + (size_t)ow0;
-        const size_t i = (size_t)(oh * p.stride_h + offh) * (size_t)xd.w
-                         + (size_t)(ow0 * p.stride_w + offw);
-        if (fwd)
-            row_mac(acc, o - obase, 1, src + i, p.stride_w, w, n, acc32);
-        else
-            row_mac(acc, i - obase, p.stride_w, src + o, 1, w, n, acc32);
+    const ptrdiff_t as = fwd ? 1 : p.stride_w, ss = fwd ? p.stride_w : 1;
+    /* whole rows whose inputs follow each other at one stride: one run */
+    const int whole_rows = p.stride_h * xd.w == p.stride_w * yd.w;
+    for (int32_t ki = 0; ki < p.kernel_h; ++ki) {
+        const int32_t oh0 = t->h[2 * ki], oh1 = t->h[2 * ki + 1];
+        const int32_t offh = ki * p.dilation_h - p.pad_top;
+        for (int32_t kj = 0; kj < p.kernel_w && oh0 < oh1; ++kj) {
+            const int32_t ow0 = t->v[2 * kj], ow1 = t->v[2 * kj + 1];
+            const int32_t offw = kj * p.dilation_w - p.pad_left;
+            const tte_f16 w = wk[ki * p.kernel_w + kj];
+            int32_t rows = oh1 - oh0;
+            size_t n = (size_t)(ow1 - ow0);
+            if (ow0 >= ow1) continue;
+            if (whole_rows && ow0 == 0 && ow1 == yd.w) {
+                n *= (size_t)rows;
+                rows = 1;
+            }
+            for (int32_t oh = oh0; oh < oh0 + rows; ++oh) {
+                const size_t o = (size_t)oh * (size_t)yd.w + (size_t)ow0;
+                const size_t i = (size_t)(oh * p.stride_h + offh) * (size_t)xd.w
+                                 + (size_t)(ow0 * p.stride_w + offw);
+                row_mac(acc, (fwd ? o : i) - obase, as, src + (fwd ? i : o), ss, w, n, acc32);
+            }
+        }
     }
 }
 
@@ -309,7 +334,6 @@ static void conv_lanes(const tte_f16 *xn, tte_dims4 xd, const tte_f16 *w, const 
 
 /* The taps k < count of a window axis through which output positions reach input position
  * i (conv_f16.c's untap), in k order, with those positions in pos; returns how many. */
-#define MAX_TAPS 16
 static int32_t untaps(int32_t i, int32_t count, int32_t stride, int32_t dil, int32_t pad,
                       int32_t size, int32_t *k, int32_t *pos)
 {
@@ -368,7 +392,7 @@ static void grad_in_lanes(const tte_f16 *gyn, tte_dims4 yd, const tte_f16 *w, tt
 }
 
 /* Outputs a conv row of taps updates at once: a whole plane for 1x1 windows that read
- * whole rows (tap_rows merges them), else a row. Lanes across channels pay when at least
+ * whole rows (taps_rows merges them), else a row. Lanes across channels pay when at least
  * half as many channels share a position. */
 static int32_t row_run(tte_dims4 xd, tte_dims4 yd, tte_window p)
 {
@@ -399,7 +423,9 @@ int tte_rvv_conv2d_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16 *w, const t
                        (ptrdiff_t)((size_t)cg * xplane), acc32);
         return 1;
     }
-    if (rows < 1) return 0; /* float sums of rows wider than the buffer: scalar path */
+    /* float sums of rows wider than the buffer, or windows wider than the tap table: the
+     * scalar path */
+    if (rows < 1 || p.kernel_h > MAX_TAPS || p.kernel_w > MAX_TAPS) return 0;
     for (int32_t n = 0; n < yd.n; ++n)
         for (int32_t o = 0; o < yd.c; ++o) {
             const tte_f16 *xn = x + ((size_t)n * (size_t)xd.c + (size_t)((o / og) * cg)) * xplane;
@@ -408,13 +434,12 @@ int tte_rvv_conv2d_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16 *w, const t
                 const int32_t r1 = r0 + rows < yd.h ? r0 + rows : yd.h;
                 const size_t len = (size_t)(r1 - r0) * (size_t)yd.w;
                 void *acc = acc32 ? (void *)buf : (void *)(yo + (size_t)r0 * (size_t)yd.w);
+                tap_table taps;
+                taps_of(&taps, xd, yd, p, r0, r1, 1);
                 zero(acc, len, acc32);
-                for (int32_t c = 0; c < cg; ++c) {
-                    const tte_f16 *wk = block(w, &s, o, c, cg, p);
-                    for (int32_t t = 0; t < p.kernel_h * p.kernel_w; ++t)
-                        tap_rows(acc, xn + (size_t)c * xplane, wk[t], xd, yd, p, t / p.kernel_w,
-                                 t % p.kernel_w, r0, r1, 1, acc32);
-                }
+                for (int32_t c = 0; c < cg; ++c)
+                    taps_rows(acc, xn + (size_t)c * xplane, block(w, &s, o, c, cg, p), &taps, xd,
+                              yd, p, r0, 1, acc32);
                 finish(acc, yo + (size_t)r0 * (size_t)yd.w, len, bias ? bias + o : NULL, acc32);
             }
         }
@@ -434,13 +459,12 @@ static void grad_in_plane(tte_f16 *out, const tte_f16 *gyn, tte_dims4 yd, const 
         const int32_t r1 = r0 + rows < xd.h ? r0 + rows : xd.h;
         const size_t len = (size_t)(r1 - r0) * (size_t)xd.w;
         void *acc = acc32 ? (void *)buf : (void *)(out + (size_t)r0 * (size_t)xd.w);
+        tap_table taps;
+        taps_of(&taps, xd, yd, p, r0, r1, 0);
         zero(acc, len, acc32);
-        for (int32_t o = o0; o < o0 + og; ++o) {
-            const tte_f16 *wk = block(w, s, o, ci % cg, cg, p);
-            for (int32_t t = 0; t < p.kernel_h * p.kernel_w; ++t)
-                tap_rows(acc, gyn + (size_t)o * yplane, wk[t], xd, yd, p, t / p.kernel_w,
-                         t % p.kernel_w, r0, r1, 0, acc32);
-        }
+        for (int32_t o = o0; o < o0 + og; ++o)
+            taps_rows(acc, gyn + (size_t)o * yplane, block(w, s, o, ci % cg, cg, p), &taps, xd,
+                      yd, p, r0, 0, acc32);
         finish(acc, out + (size_t)r0 * (size_t)xd.w, len, NULL, acc32);
     }
 }
@@ -460,7 +484,9 @@ int tte_rvv_conv2d_grad_input_f16(const tte_f16 *gy, tte_dims4 yd, const tte_f16
                               gx + (size_t)n * (size_t)xd.c * xplane, xd, p, g * cg, cg, acc32);
         return 1;
     }
-    if (rows < 1) return 0; /* float sums of rows wider than the buffer: scalar path */
+    /* float sums of rows wider than the buffer, or windows wider than the tap table: the
+     * scalar path */
+    if (rows < 1 || p.kernel_h > MAX_TAPS || p.kernel_w > MAX_TAPS) return 0;
     for (int32_t n = 0; n < xd.n; ++n)
         for (int32_t c = 0; c < xd.c; ++c)
             grad_in_plane(gx + ((size_t)n * (size_t)xd.c + (size_t)c) * xplane,
@@ -476,7 +502,9 @@ int tte_rvv_depthwise_grad_input_f16(const tte_f16 *gy, tte_dims4 d, const tte_f
     const int32_t rows = block_rows(d.w, d.h, acc32);
     const size_t plane = (size_t)d.h * (size_t)d.w;
     size_t vl;
-    if (rows < 1) return 0; /* float sums of rows wider than the buffer: scalar path */
+    /* float sums of rows wider than the buffer, or windows wider than the tap table: the
+     * scalar path */
+    if (rows < 1 || p.kernel_h > MAX_TAPS || p.kernel_w > MAX_TAPS) return 0;
     for (int32_t n = 0; n < d.n; ++n)
         for (int32_t c = 0; c < d.c; ++c) {
             /* into scratch first: gy's plane c may be gx's */
