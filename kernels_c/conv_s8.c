@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+#include "dsp_s8.h"
+
 /* int32 addition modulo 2^32 (TFLite's wrap-around, without signed-overflow UB). */
 static int32_t wadd(int32_t a, int32_t b)
 {
@@ -52,6 +54,295 @@ int32_t tte_requant_apply(const tte_requant *r, int32_t c, int32_t acc, const in
     return wadd(tte_requantize(acc, r->multiplier[k], r->shift[k]), output_offset);
 }
 
+#ifdef TTE_DSP_S8
+/* Cortex-M DSP paths of tte_conv2d_s8 and tte_linear_s8 (dsp_s8.h says why their sums equal
+ * the scalar paths' bit for bit): the input offset leaves the inner loops as
+ * input_offset * sum(w), and SMLAD multiplies two int8 lanes per instruction. Requantisation,
+ * clamp and mask are the scalar path's (store_s8). Geometries they do not cover take the
+ * scalar path. Their stack buffers below add up to about 0.8 KB over the scalar path's. */
+
+#define PW_ROW 256   /* longest weight row a split pointwise weight gathers (on the stack) */
+#define WIN_PACK 64  /* int16x2 words of one output channel's packed taps (on the stack) */
+
+/* Store output element i of channel o from its accumulator: requantise, clamp, mask bit. */
+static void store_s8(int8_t *y, size_t i, int32_t o, int32_t acc, const tte_requant *rq,
+                     const int32_t *bias, const tte_s8_params *q, uint8_t *mask)
+{
+    acc = tte_requant_apply(rq, o, acc, bias, q->output_offset);
+    y[i] = tte_clamp_s8_masked(acc, q->act_min, q->act_max, mask, i);
+}
+
+/* a * b modulo 2^32 */
+static int32_t wmul(int32_t a, int32_t b)
+{
+    return (int32_t)((uint32_t)a * (uint32_t)b);
+}
+
+/* Sum of c int8 (|sum| <= 128 c: no overflow). */
+static int32_t dsp_sum_s8(const int8_t *v, int32_t c)
+{
+    int32_t k, acc = 0;
+    for (k = 0; k + 4 <= c; k += 4) {
+        uint32_t q = tte_dsp_load4(v + k);
+        acc = tte_dsp_smlad(tte_dsp_even(q), 0x00010001, acc);
+        acc = tte_dsp_smlad(tte_dsp_odd(q), 0x00010001, acc);
+    }
+    for (; k < c; k++) acc += v[k];
+    return acc;
+}
+
+/* Weight row of output channel o of a 1x1 convolution with c input channels: in w, or
+ * gathered into buf from a split weight. */
+static const int8_t *pw_row(const int8_t *w, const tte_split *s, int32_t o, int32_t c,
+                            int8_t *buf)
+{
+    int32_t ic;
+    if (!s->count) return w + (size_t)o * c;
+    for (ic = 0; ic < c; ic++) buf[ic] = *(const int8_t *)tte_split_block(w, s, 1, o, ic, c, 1);
+    return buf;
+}
+
+/* 1x1, stride 1, no padding, one group: y[o, p] = sum over k of w[o, k] * (x[k, p] + off)
+ * for every pixel p of the plane (hw of them), a tile of 2 output channels x 2 pixels at a
+ * time. Four channels k..k+3 of two pixels load as two words
+ *   v02 = (x[k, p], x[k, p+1], x[k+2, p], x[k+2, p+1]),  v13 likewise for k+1, k+3,
+ * whose even bytes are pixel p's lanes (x[k], x[k+2]) / (x[k+1], x[k+3]) and odd bytes
+ * pixel p+1's; one word of w[o, k..k+3] gives the matching (w[k], w[k+2]), (w[k+1], w[k+3]). */
+static void conv_pointwise_dsp(const int8_t *x, tte_dims4 xd, const int8_t *w,
+                               const int32_t *bias, int8_t *y, tte_dims4 yd,
+                               const tte_requant *rq, const tte_s8_params *q, uint8_t *mask,
+                               const tte_split *s)
+{
+    int32_t c = xd.c, n, o, k;
+    size_t hw = (size_t)yd.h * yd.w, p;
+    int8_t buf[2][PW_ROW];
+    for (n = 0; n < yd.n; n++) {
+        const int8_t *xn = x + (size_t)n * c * hw;
+        size_t yn = (size_t)n * yd.c * hw;
+        for (o = 0; o < yd.c; o += 2) {
+            int32_t two = o + 1 < yd.c; /* an odd last channel computes a dummy copy */
+            const int8_t *w0 = pw_row(w, s, o, c, buf[0]);
+            const int8_t *w1 = two ? pw_row(w, s, o + 1, c, buf[1]) : w0;
+            int32_t b0 = wmul(q->input_offset, dsp_sum_s8(w0, c));
+            int32_t b1 = wmul(q->input_offset, dsp_sum_s8(w1, c));
+            size_t y0 = yn + (size_t)o * hw, y1 = y0 + hw;
+            for (p = 0; p + 2 <= hw; p += 2) {
+                int32_t a00 = b0, a01 = b0, a10 = b1, a11 = b1;
+                const int8_t *xp = xn + p;
+                for (k = 0; k + 4 <= c; k += 4, xp += 4 * hw) {
+                    uint32_t v02 = tte_dsp_load2(xp) | tte_dsp_load2(xp + 2 * hw) << 16;
+                    uint32_t v13 = tte_dsp_load2(xp + hw) | tte_dsp_load2(xp + 3 * hw) << 16;
+                    int32_t e0 = tte_dsp_even(v02), e1 = tte_dsp_odd(v02);
+                    int32_t d0 = tte_dsp_even(v13), d1 = tte_dsp_odd(v13);
+                    uint32_t wq = tte_dsp_load4(w0 + k);
+                    int32_t we = tte_dsp_even(wq), wd = tte_dsp_odd(wq);
+                    a00 = tte_dsp_smlad(d0, wd, tte_dsp_smlad(e0, we, a00));
+                    a01 = tte_dsp_smlad(d1, wd, tte_dsp_smlad(e1, we, a01));
+                    wq = tte_dsp_load4(w1 + k);
+                    we = tte_dsp_even(wq);
+                    wd = tte_dsp_odd(wq);
+                    a10 = tte_dsp_smlad(d0, wd, tte_dsp_smlad(e0, we, a10));
+                    a11 = tte_dsp_smlad(d1, wd, tte_dsp_smlad(e1, we, a11));
+                }
+                for (; k < c; k++, xp += hw) {
+                    a00 = wadd(a00, (int32_t)w0[k] * xp[0]);
+                    a01 = wadd(a01, (int32_t)w0[k] * xp[1]);
+                    a10 = wadd(a10, (int32_t)w1[k] * xp[0]);
+                    a11 = wadd(a11, (int32_t)w1[k] * xp[1]);
+                }
+                store_s8(y, y0 + p, o, a00, rq, bias, q, mask);
+                store_s8(y, y0 + p + 1, o, a01, rq, bias, q, mask);
+                if (two) {
+                    store_s8(y, y1 + p, o + 1, a10, rq, bias, q, mask);
+                    store_s8(y, y1 + p + 1, o + 1, a11, rq, bias, q, mask);
+                }
+            }
+            if (p < hw) { /* the last pixel of an odd plane: its four channels gathered */
+                int32_t a0 = b0, a1 = b1;
+                const int8_t *xp = xn + p;
+                for (k = 0; k + 4 <= c; k += 4, xp += 4 * hw) {
+                    uint32_t v = tte_dsp_bytes(xp[0], xp[hw], xp[2 * hw], xp[3 * hw]);
+                    int32_t e = tte_dsp_even(v), d = tte_dsp_odd(v);
+                    uint32_t wq = tte_dsp_load4(w0 + k);
+                    a0 = tte_dsp_smlad(d, tte_dsp_odd(wq), tte_dsp_smlad(e, tte_dsp_even(wq), a0));
+                    wq = tte_dsp_load4(w1 + k);
+                    a1 = tte_dsp_smlad(d, tte_dsp_odd(wq), tte_dsp_smlad(e, tte_dsp_even(wq), a1));
+                }
+                for (; k < c; k++, xp += hw) {
+                    a0 = wadd(a0, (int32_t)w0[k] * xp[0]);
+                    a1 = wadd(a1, (int32_t)w1[k] * xp[0]);
+                }
+                store_s8(y, y0 + p, o, a0, rq, bias, q, mask);
+                if (two) store_s8(y, y1 + p, o + 1, a1, rq, bias, q, mask);
+            }
+        }
+    }
+}
+
+/* The taps of output channel o for conv_window_dsp: per kernel row (ic, ky), `quads` groups
+ * of four taps (zero past kernel_w), each as its even and its odd int16x2 lane pair in pk,
+ * and *sum = the sum of the taps (when quads > 0). Returns the taps as int8 [ic][ky][kx]:
+ * in w, or gathered into buf from a split weight. */
+static const int8_t *pack_taps(const int8_t *w, const tte_split *s, int32_t o, int32_t cg,
+                               const tte_window *p, int32_t quads, int8_t *buf, int32_t *pk,
+                               int32_t *sum)
+{
+    int32_t kw = p->kernel_w, khw = p->kernel_h * kw, rows = cg * p->kernel_h, ic, r, qd, j;
+    const int8_t *taps = w + (size_t)o * cg * khw;
+    if (s->count) {
+        for (ic = 0; ic < cg; ic++)
+            memcpy(buf + ic * khw, tte_split_block(w, s, 1, o, ic, cg, khw), (size_t)khw);
+        taps = buf;
+    }
+    *sum = 0;
+    for (r = 0; r < rows && quads; r++) { /* rows (ic, ky) lie one after another in taps */
+        const int8_t *t = taps + r * kw;
+        for (qd = 0; qd < quads; qd++, pk += 2) {
+            int32_t left = kw - 4 * qd;
+            uint32_t v = 0;
+            if (left >= 4)
+                v = tte_dsp_load4(t + 4 * qd);
+            else
+                for (j = 0; j < left; j++) v |= (uint32_t)(uint8_t)t[4 * qd + j] << 8 * j;
+            pk[0] = tte_dsp_even(v);
+            pk[1] = tte_dsp_odd(v);
+            *sum = tte_dsp_smlad(pk[1], 0x00010001, tte_dsp_smlad(pk[0], 0x00010001, *sum));
+        }
+    }
+    return taps;
+}
+
+/* A window wholly inside the input, whose kernel row r = (ic, ky) starts at xp + roff[r]:
+ * `quads` words of four input bytes per row against the packed taps (bytes past kernel_w
+ * meet zero taps), added to acc. */
+static int32_t inner_acc(const int8_t *xp, const int32_t *roff, int32_t rows, int32_t quads,
+                         const int32_t *pk, int32_t acc)
+{
+    int32_t r, qd;
+    if (quads == 1) { /* kernel_w <= 4: one word per row */
+        for (r = 0; r < rows; r++, pk += 2) {
+            uint32_t v = tte_dsp_load4(xp + roff[r]);
+            acc = tte_dsp_smlad(tte_dsp_odd(v), pk[1], tte_dsp_smlad(tte_dsp_even(v), pk[0], acc));
+        }
+        return acc;
+    }
+    for (r = 0; r < rows; r++) {
+        const int8_t *xr = xp + roff[r];
+        for (qd = 0; qd < quads; qd++, pk += 2) {
+            uint32_t v = tte_dsp_load4(xr + 4 * qd);
+            acc = tte_dsp_smlad(tte_dsp_odd(v), pk[1], tte_dsp_smlad(tte_dsp_even(v), pk[0], acc));
+        }
+    }
+    return acc;
+}
+
+/* A window over the padding: its taps that read the input one by one, w * (x + off), for
+ * the kernel rows [ylo, yhi) the caller found (tte_tap_range) and the columns found here;
+ * taps[ic][ky][kx] are the channel's taps. */
+static int32_t border_acc(const int8_t *xg, tte_dims4 xd, const int8_t *taps, int32_t cg,
+                          const tte_window *p, int32_t iy0, int32_t ylo, int32_t yhi,
+                          int32_t ix0, int32_t off)
+{
+    int32_t kh = p->kernel_h, kw = p->kernel_w, acc = 0, ic, ky, kx;
+    int32_t xlo = ix0 < 0 ? -ix0 : 0, xhi = xd.w - ix0 < kw ? xd.w - ix0 : kw;
+    for (ic = 0; ic < cg; ic++) {
+        const int8_t *xc = xg + (size_t)ic * xd.h * xd.w + ix0, *tc = taps + ic * kh * kw;
+        for (ky = ylo; ky < yhi; ky++) {
+            const int8_t *xr = xc + (size_t)(iy0 + ky * p->dilation_h) * xd.w;
+            for (kx = xlo; kx < xhi; kx++)
+                acc = wadd(acc, (int32_t)tc[ky * kw + kx] * (xr[kx] + off));
+        }
+    }
+    return acc;
+}
+
+/* Any other convolution with dilation_w 1 whose taps fit WIN_PACK (depthwise 3x3 to 7x7,
+ * the stem's 3x3 over 3 channels, strided 1x1, ...). Output positions [oy_a, oy_b) x
+ * [ox_a, ox_b) have their window wholly inside the input: inner_acc, with the input offset
+ * as input_offset * (sum of the taps), provided the window's last word ends inside x (so
+ * nothing outside x is read; else, and for the other positions, border_acc). Returns 0
+ * (nothing done) when not applicable. */
+static int conv_window_dsp(const int8_t *x, tte_dims4 xd, const int8_t *w, const int32_t *bias,
+                           int8_t *y, tte_dims4 yd, const tte_window *p, const tte_requant *rq,
+                           const tte_s8_params *q, uint8_t *mask, const tte_split *s)
+{
+    int32_t cg = xd.c / p->groups, og = yd.c / p->groups, kh = p->kernel_h, kw = p->kernel_w;
+    int32_t quads = (kw + 3) / 4, rows = cg * kh, off = q->input_offset;
+    int32_t n, o, oy, ox, r, oy_a, oy_b, ox_a, ox_b;
+    int32_t pk[WIN_PACK], roff[WIN_PACK / 2];
+    int8_t buf[WIN_PACK * 2];
+    size_t hw = (size_t)xd.h * xd.w, total = (size_t)xd.n * xd.c * hw;
+    if (p->dilation_w != 1 || rows * quads * 2 > WIN_PACK) return 0;
+    for (r = 0; r < rows; r++) roff[r] = (int32_t)((r / kh) * hw + (r % kh) * p->dilation_h * xd.w);
+    tte_tap_range(-p->pad_top, p->stride_h, xd.h - (kh - 1) * p->dilation_h, yd.h, &oy_a, &oy_b);
+    tte_tap_range(-p->pad_left, p->stride_w, xd.w - kw + 1, yd.w, &ox_a, &ox_b);
+    if (oy_a == oy_b || ox_a == ox_b) { /* small planes: no window inside, nothing to pack */
+        oy_b = oy_a;
+        quads = 0;
+    }
+    for (n = 0; n < yd.n; n++) {
+        for (o = 0; o < yd.c; o++) {
+            size_t xoff = ((size_t)n * xd.c + (size_t)(o / og) * cg) * hw;
+            const int8_t *xg = x + xoff;
+            size_t yo = ((size_t)n * yd.c + o) * yd.h * yd.w;
+            int32_t sum, base;
+            const int8_t *taps = pack_taps(w, s, o, cg, p, quads, buf, pk, &sum);
+            /* a fast window's last word ends at xg + its first element + need */
+            size_t need = (size_t)roff[rows - 1] + 4 * (size_t)quads, room = total - xoff;
+            base = wmul(off, sum);
+            for (oy = 0; oy < yd.h; oy++) {
+                int32_t iy0 = oy * p->stride_h - p->pad_top, ylo, yhi;
+                int inside = oy >= oy_a && oy < oy_b;
+                tte_tap_range(iy0, p->dilation_h, xd.h, kh, &ylo, &yhi);
+                for (ox = 0; ox < yd.w; ox++) {
+                    int32_t ix0 = ox * p->stride_w - p->pad_left, acc;
+                    size_t at = (size_t)iy0 * xd.w + ix0; /* valid when inside */
+                    if (inside && ox >= ox_a && ox < ox_b && need <= room - at)
+                        acc = inner_acc(xg + at, roff, rows, quads, pk, base);
+                    else
+                        acc = border_acc(xg, xd, taps, cg, p, iy0, ylo, yhi, ix0, off);
+                    store_s8(y, yo + (size_t)oy * yd.w + ox, o, acc, rq, bias, q, mask);
+                }
+            }
+        }
+    }
+    return 1;
+}
+
+/* tte_linear_s8, each sum of (w + filter_offset) * (x + input_offset) over k taken as
+ *   sum(w x) + input_offset sum(w) + [filter_offset sum(x) + k filter_offset input_offset]:
+ * the first two in one pass of SMLADs over words of four, the bracket once per row of x. */
+static void linear_dsp(const int8_t *x, int32_t n, int32_t k, const int8_t *w,
+                       const int32_t *bias, int8_t *y, int32_t m, const tte_requant *rq,
+                       int32_t filter_offset, const tte_s8_params *q, uint8_t *mask)
+{
+    int32_t b, j, i;
+    for (b = 0; b < n; b++) {
+        const int8_t *xb = x + (size_t)b * k;
+        int32_t xterm = filter_offset == 0
+                            ? 0
+                            : wadd(wmul(filter_offset, dsp_sum_s8(xb, k)),
+                                   wmul(k, wmul(filter_offset, q->input_offset)));
+        for (j = 0; j < m; j++) {
+            const int8_t *wj = w + (size_t)j * k;
+            int32_t dot = 0, wsum = 0;
+            for (i = 0; i + 4 <= k; i += 4) {
+                uint32_t vx = tte_dsp_load4(xb + i), vw = tte_dsp_load4(wj + i);
+                int32_t we = tte_dsp_even(vw), wd = tte_dsp_odd(vw);
+                dot = tte_dsp_smlad(tte_dsp_odd(vx), wd, tte_dsp_smlad(tte_dsp_even(vx), we, dot));
+                wsum = tte_dsp_smlad(wd, 0x00010001, tte_dsp_smlad(we, 0x00010001, wsum));
+            }
+            for (; i < k; i++) {
+                dot = wadd(dot, (int32_t)wj[i] * xb[i]);
+                wsum += wj[i];
+            }
+            store_s8(y, (size_t)b * m + j, j,
+                     wadd(wadd(dot, wmul(q->input_offset, wsum)), xterm), rq, bias, q, mask);
+        }
+    }
+}
+#endif
+
 void tte_conv2d_s8(const int8_t *x, tte_dims4 xd, const int8_t *w, const int32_t *bias,
                    int8_t *y, tte_dims4 yd, tte_window p, tte_requant rq, tte_s8_params q,
                    uint8_t *mask, tte_split s)
@@ -60,6 +351,15 @@ void tte_conv2d_s8(const int8_t *x, tte_dims4 xd, const int8_t *w, const int32_t
     int32_t og = yd.c / p.groups; /* output channels per group */
     int32_t khw = p.kernel_h * p.kernel_w;
     int32_t n, o, oy, ox, ic, ky, kx;
+#ifdef TTE_DSP_S8
+    if (p.kernel_h == 1 && p.kernel_w == 1 && p.groups == 1 && p.stride_h == 1 &&
+        p.stride_w == 1 && p.pad_top == 0 && p.pad_left == 0 && yd.h == xd.h &&
+        yd.w == xd.w && (!s.count || xd.c <= PW_ROW)) {
+        conv_pointwise_dsp(x, xd, w, bias, y, yd, &rq, &q, mask, &s);
+        return;
+    }
+    if (conv_window_dsp(x, xd, w, bias, y, yd, &p, &rq, &q, mask, &s)) return;
+#endif
     for (n = 0; n < yd.n; n++) {
         for (o = 0; o < yd.c; o++) {
             const int8_t *wo = w + (size_t)o * cg * khw;
@@ -101,6 +401,12 @@ void tte_linear_s8(const int8_t *x, int32_t n, int32_t k, const int8_t *w, const
                    uint8_t *mask)
 {
     int32_t b, j, i;
+#ifdef TTE_DSP_S8
+    if (k >= 4) { /* (shorter rows: the scalar loop costs less) */
+        linear_dsp(x, n, k, w, bias, y, m, &rq, filter_offset, &q, mask);
+        return;
+    }
+#endif
     for (b = 0; b < n; b++) {
         const int8_t *xb = x + (size_t)b * k;
         for (j = 0; j < m; j++) {
