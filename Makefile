@@ -33,8 +33,9 @@ toolchains:
 test: $(STAMP) toolchains
 	$(BIN)/python -m pytest -q tests
 
-bench: $(STAMP)
+bench: $(STAMP) toolchains
 	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/mcu_cost.py
 	$(BIN)/python benchmarks/host_step.py
 	$(BIN)/python benchmarks/transfer.py --dataset faces
 	$(BIN)/python benchmarks/transfer.py --dataset faces --head int8
