@@ -27,6 +27,13 @@
 typedef vfloat16m4_t vh;
 typedef vfloat32m8_t vf;
 
+/* A convolution's geometry, passed by pointer: RV32 passes larger structs by value through
+ * a copy (a memcpy call per call of a helper). */
+typedef struct {
+    tte_dims4 xd, yd;
+    tte_window p;
+} geom;
+
 /* Float sums of conv rows live in a stack buffer of this many floats, a block of whole rows
  * at a time (half sums live in the output itself). */
 #define ACC_FLOATS 256
@@ -181,9 +188,10 @@ typedef struct {
     int32_t h[2 * MAX_TAPS], v[2 * MAX_TAPS];
 } tap_table;
 
-static void taps_of(tap_table *t, tte_dims4 xd, tte_dims4 yd, tte_window p, int32_t r0,
-                    int32_t r1, int fwd)
+static void taps_of(tap_table *t, const geom *g, int32_t r0, int32_t r1, int fwd)
 {
+    const tte_dims4 xd = g->xd, yd = g->yd;
+    const tte_window p = g->p;
     for (int32_t ki = 0; ki < p.kernel_h; ++ki) {
         const int32_t offh = ki * p.dilation_h - p.pad_top;
         int32_t *h = t->h + 2 * ki;
@@ -204,8 +212,10 @@ static void taps_of(tap_table *t, tte_dims4 xd, tte_dims4 yd, tte_window p, int3
  * fwd: acc holds output rows from r0 (width yd.w) and gets w * x[input]; else acc holds
  * input rows from r0 (width xd.w) and gets w * gy[output] (the input gradient). */
 static void taps_rows(void *acc, const tte_f16 *src, const tte_f16 *wk, const tap_table *t,
-                      tte_dims4 xd, tte_dims4 yd, tte_window p, int32_t r0, int fwd, int acc32)
+                      const geom *g, int32_t r0, int fwd, int acc32)
 {
+    const tte_dims4 xd = g->xd, yd = g->yd;
+    const tte_window p = g->p;
     const size_t obase = (size_t)r0 * (size_t)(fwd ? yd.w : xd.w);
     const ptrdiff_t as = fwd ? 1 : p.stride_w, ss = fwd ? p.stride_w : 1;
     /* whole rows whose inputs follow each other at one stride: one run */
@@ -240,9 +250,9 @@ static int32_t groups_of(tte_window p)
 }
 
 static const tte_f16 *block(const tte_f16 *w, const tte_split *s, int32_t o, int32_t c,
-                            int32_t cg, tte_window p)
+                            int32_t cg, const tte_window *p)
 {
-    return tte_split_block(w, s, sizeof(tte_f16), o, c, cg, p.kernel_h * p.kernel_w);
+    return tte_split_block(w, s, sizeof(tte_f16), o, c, cg, p->kernel_h * p->kernel_w);
 }
 
 /* Rows per accumulation block of planes `width` wide: the whole plane in half, what the
@@ -276,10 +286,12 @@ static const tte_f16 *lanes_block(const tte_f16 *w, const tte_split *s, int32_t 
 /* Forward of output channels [o0, o0 + lanes): each position sums over (c, ki, kj) as
  * conv_out. xl == 0: the lanes share their group's x; else lane l reads the x channels xl
  * further on (one output channel per group). */
-static void conv_lanes(const tte_f16 *xn, tte_dims4 xd, const tte_f16 *w, const tte_split *s,
-                       const tte_f16 *bias, tte_f16 *yn, tte_dims4 yd, tte_window p,
-                       int32_t o0, int32_t lanes, ptrdiff_t xl, int acc32)
+static void conv_lanes(const tte_f16 *xn, const tte_f16 *w, const tte_split *s,
+                       const tte_f16 *bias, tte_f16 *yn, const geom *g, int32_t o0,
+                       int32_t lanes, ptrdiff_t xl, int acc32)
 {
+    const tte_dims4 xd = g->xd, yd = g->yd;
+    const tte_window p = g->p;
     const int32_t groups = groups_of(p), cg = xd.c / groups, og = yd.c / groups;
     const int32_t kw = p.kernel_w, khw = p.kernel_h * p.kernel_w;
     const size_t xplane = (size_t)xd.h * (size_t)xd.w, yplane = (size_t)yd.h * (size_t)yd.w;
@@ -348,14 +360,20 @@ static int32_t untaps(int32_t i, int32_t count, int32_t stride, int32_t dil, int
     return n;
 }
 
-/* Input gradient of input channels [c0, c0 + lanes) of one group (a whole weight: lane l's
- * block is khw further on): each position sums over (o, ki, kj) as grad_in. */
-static void grad_in_lanes(const tte_f16 *gyn, tte_dims4 yd, const tte_f16 *w, tte_f16 *gxn,
-                          tte_dims4 xd, tte_window p, int32_t c0, int32_t lanes, int acc32)
+/* Input gradient of input channels [c0, c0 + lanes) (a whole weight): each position sums
+ * over (o, ki, kj) as grad_in. Lanes of one group share gy (own == 0; lane l's weight block is
+ * khw further on); with one input channel per group (own), lane l reads its group's gy
+ * channels, og planes further on, and weight blocks og further on. */
+static void grad_in_lanes(const tte_f16 *gyn, const tte_f16 *w, tte_f16 *gxn, const geom *g,
+                          int32_t c0, int32_t lanes, int own, int acc32)
 {
+    const tte_dims4 xd = g->xd, yd = g->yd;
+    const tte_window p = g->p;
     const int32_t groups = groups_of(p), cg = xd.c / groups, og = yd.c / groups;
     const int32_t kw = p.kernel_w, khw = p.kernel_h * p.kernel_w;
     const size_t xplane = (size_t)xd.h * (size_t)xd.w, yplane = (size_t)yd.h * (size_t)yd.w;
+    const ptrdiff_t gl = own ? (ptrdiff_t)((size_t)og * yplane) : 0;
+    const ptrdiff_t ws = own ? (ptrdiff_t)og * khw : khw;
     int32_t kis[MAX_TAPS], ohs[MAX_TAPS], kjs[MAX_TAPS], ows[MAX_TAPS];
     size_t vl;
     for (int32_t l = 0; l < lanes; l += (int32_t)vl) {
@@ -376,12 +394,20 @@ static void grad_in_lanes(const tte_f16 *gyn, tte_dims4 yd, const tte_f16 *w, tt
                     for (int32_t a = 0; a < nh; ++a) {
                         const tte_f16 *gr = go + (size_t)ohs[a] * (size_t)yd.w;
                         const tte_f16 *wr = wo + kis[a] * kw;
-                        if (acc32)
+                        if (!own && acc32)
                             for (int32_t b = 0; b < nw; ++b)
-                                facc = mac_f(facc, gr[ows[b]], ld16(wr + kjs[b], khw, vl), vl);
+                                facc = mac_f(facc, gr[ows[b]], ld16(wr + kjs[b], ws, vl), vl);
+                        else if (!own)
+                            for (int32_t b = 0; b < nw; ++b)
+                                hacc = mac_h(hacc, gr[ows[b]], ld16(wr + kjs[b], ws, vl), vl);
+                        else if (acc32)
+                            for (int32_t b = 0; b < nw; ++b)
+                                facc = mac_fv(facc, ld16(gr + ows[b], gl, vl),
+                                              ld16(wr + kjs[b], ws, vl), vl);
                         else
                             for (int32_t b = 0; b < nw; ++b)
-                                hacc = mac_h(hacc, gr[ows[b]], ld16(wr + kjs[b], khw, vl), vl);
+                                hacc = mac_hv(hacc, ld16(gr + ows[b], gl, vl),
+                                              ld16(wr + kjs[b], ws, vl), vl);
                     }
                 }
                 st16(gxn + (size_t)c * xplane + (size_t)ih * (size_t)xd.w + (size_t)iw,
@@ -391,14 +417,30 @@ static void grad_in_lanes(const tte_f16 *gyn, tte_dims4 yd, const tte_f16 *w, tt
     }
 }
 
-/* Outputs a conv row of taps updates at once: a whole plane for 1x1 windows that read
- * whole rows (taps_rows merges them), else a row. Lanes across channels pay when at least
- * half as many channels share a position. */
-static int32_t row_run(tte_dims4 xd, tte_dims4 yd, tte_window p)
+/* Which way a conv forward or input gradient goes: instruction counts of this file's code
+ * fitted to QEMU's on mbv2_stack's layers (both ways are exact; this only picks the faster).
+ * Rows pay per (output, input) channel block, per tap and per row of a tap; lanes pay per
+ * position, per channel block and per term, for every set of up to a vector of channels. A 1x1 window that reads
+ * whole rows makes one run of each block (taps_rows merges them). */
+static int lanes_faster(const geom *g, float blocks, float sets, float positions,
+                        float lane_blocks, float terms)
 {
+    const tte_window p = g->p;
     const int whole = p.kernel_h == 1 && p.kernel_w == 1 && p.pad_left == 0 && p.pad_right == 0
-                      && p.stride_h * xd.w == p.stride_w * yd.w;
-    return whole ? yd.h * yd.w : yd.w;
+                      && p.stride_h * g->xd.w == p.stride_w * g->yd.w;
+    const int32_t vlmax = (int32_t)__riscv_vsetvlmax_e16m4();
+    const int32_t run = whole ? g->yd.h * g->yd.w : g->yd.w;
+    const float chunks = (float)((run + vlmax - 1) / vlmax), rows = whole ? 1.0f : (float)g->yd.h;
+    const float taps = (float)(p.kernel_h * p.kernel_w);
+    const float by_rows = blocks * (150.0f + taps * (20.0f + rows * (37.0f + 8.0f * chunks)));
+    const float by_lanes = sets * positions * (116.0f + lane_blocks * (35.0f + terms * 12.0f));
+    return by_lanes < by_rows;
+}
+
+static float lane_sets(int32_t groups, int32_t lanes)
+{
+    const int32_t vlmax = (int32_t)__riscv_vsetvlmax_e16m4();
+    return (float)groups * (float)((lanes + vlmax - 1) / vlmax);
 }
 
 int tte_rvv_conv2d_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16 *w, const tte_f16 *bias,
@@ -407,19 +449,22 @@ int tte_rvv_conv2d_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16 *w, const t
     const int32_t groups = groups_of(p), cg = xd.c / groups, og = yd.c / groups;
     const int32_t rows = block_rows(yd.w, yd.h, acc32);
     const size_t xplane = (size_t)xd.h * (size_t)xd.w, yplane = (size_t)yd.h * (size_t)yd.w;
-    const int32_t run = row_run(xd, yd, p);
+    const geom g = {xd, yd, p};
+    const float blocks = (float)yd.c * (float)cg, taps = (float)(p.kernel_h * p.kernel_w);
     float buf[ACC_FLOATS];
-    if (og > 1 && 2 * og >= run && !(s.count && s.axis == 0)) {
+    if (og > 1 && !(s.count && s.axis == 0)
+        && lanes_faster(&g, blocks, lane_sets(groups, og), (float)yplane, (float)cg, taps)) {
         for (int32_t n = 0; n < yd.n; ++n)
-            for (int32_t g = 0; g < groups; ++g)
-                conv_lanes(x + (size_t)n * (size_t)xd.c * xplane, xd, w, &s, bias,
-                           y + (size_t)n * (size_t)yd.c * yplane, yd, p, g * og, og, 0, acc32);
+            for (int32_t k = 0; k < groups; ++k)
+                conv_lanes(x + (size_t)n * (size_t)xd.c * xplane, w, &s, bias,
+                           y + (size_t)n * (size_t)yd.c * yplane, &g, k * og, og, 0, acc32);
         return 1;
     }
-    if (og == 1 && 2 * groups >= run && s.count == 0) {
+    if (og == 1 && s.count == 0
+        && lanes_faster(&g, blocks, lane_sets(1, yd.c), (float)yplane, (float)cg, taps)) {
         for (int32_t n = 0; n < yd.n; ++n)
-            conv_lanes(x + (size_t)n * (size_t)xd.c * xplane, xd, w, &s, bias,
-                       y + (size_t)n * (size_t)yd.c * yplane, yd, p, 0, yd.c,
+            conv_lanes(x + (size_t)n * (size_t)xd.c * xplane, w, &s, bias,
+                       y + (size_t)n * (size_t)yd.c * yplane, &g, 0, yd.c,
                        (ptrdiff_t)((size_t)cg * xplane), acc32);
         return 1;
     }
@@ -435,11 +480,11 @@ int tte_rvv_conv2d_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16 *w, const t
                 const size_t len = (size_t)(r1 - r0) * (size_t)yd.w;
                 void *acc = acc32 ? (void *)buf : (void *)(yo + (size_t)r0 * (size_t)yd.w);
                 tap_table taps;
-                taps_of(&taps, xd, yd, p, r0, r1, 1);
+                taps_of(&taps, &g, r0, r1, 1);
                 zero(acc, len, acc32);
                 for (int32_t c = 0; c < cg; ++c)
-                    taps_rows(acc, xn + (size_t)c * xplane, block(w, &s, o, c, cg, p), &taps, xd,
-                              yd, p, r0, 1, acc32);
+                    taps_rows(acc, xn + (size_t)c * xplane, block(w, &s, o, c, cg, &p), &taps,
+                              &g, r0, 1, acc32);
                 finish(acc, yo + (size_t)r0 * (size_t)yd.w, len, bias ? bias + o : NULL, acc32);
             }
         }
@@ -448,10 +493,11 @@ int tte_rvv_conv2d_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16 *w, const t
 
 /* Input gradient of input channel ci (group of cg inputs, og outputs) of one batch entry
  * (gyn) into out: over the group's outputs o, then taps, as conv_f16.c's grad_in. */
-static void grad_in_plane(tte_f16 *out, const tte_f16 *gyn, tte_dims4 yd, const tte_f16 *w,
-                          const tte_split *s, tte_dims4 xd, tte_window p, int32_t ci,
-                          int32_t cg, int32_t og, int32_t rows, int acc32)
+static void grad_in_plane(tte_f16 *out, const tte_f16 *gyn, const tte_f16 *w,
+                          const tte_split *s, const geom *g, int32_t ci, int32_t cg, int32_t og,
+                          int32_t rows, int acc32)
 {
+    const tte_dims4 xd = g->xd, yd = g->yd;
     const size_t yplane = (size_t)yd.h * (size_t)yd.w;
     const int32_t o0 = (ci / cg) * og;
     float buf[ACC_FLOATS];
@@ -460,11 +506,11 @@ static void grad_in_plane(tte_f16 *out, const tte_f16 *gyn, tte_dims4 yd, const 
         const size_t len = (size_t)(r1 - r0) * (size_t)xd.w;
         void *acc = acc32 ? (void *)buf : (void *)(out + (size_t)r0 * (size_t)xd.w);
         tap_table taps;
-        taps_of(&taps, xd, yd, p, r0, r1, 0);
+        taps_of(&taps, g, r0, r1, 0);
         zero(acc, len, acc32);
         for (int32_t o = o0; o < o0 + og; ++o)
-            taps_rows(acc, gyn + (size_t)o * yplane, block(w, s, o, ci % cg, cg, p), &taps, xd,
-                      yd, p, r0, 0, acc32);
+            taps_rows(acc, gyn + (size_t)o * yplane, block(w, s, o, ci % cg, cg, &g->p), &taps,
+                      g, r0, 0, acc32);
         finish(acc, out + (size_t)r0 * (size_t)xd.w, len, NULL, acc32);
     }
 }
@@ -476,12 +522,23 @@ int tte_rvv_conv2d_grad_input_f16(const tte_f16 *gy, tte_dims4 yd, const tte_f16
     const int32_t groups = groups_of(p), cg = xd.c / groups, og = yd.c / groups;
     const int32_t rows = block_rows(xd.w, xd.h, acc32);
     const size_t xplane = (size_t)xd.h * (size_t)xd.w, yplane = (size_t)yd.h * (size_t)yd.w;
-    if (cg > 1 && 2 * cg >= row_run(xd, yd, p) && s.count == 0 && p.kernel_h <= MAX_TAPS
-        && p.kernel_w <= MAX_TAPS) {
+    const geom g = {xd, yd, p};
+    const float taps = (float)(p.kernel_h * p.kernel_w) / (float)(p.stride_h * p.stride_w);
+    const float blocks = (float)xd.c * (float)og;
+    const int fits = s.count == 0 && p.kernel_h <= MAX_TAPS && p.kernel_w <= MAX_TAPS;
+    if (fits && cg > 1
+        && lanes_faster(&g, blocks, lane_sets(groups, cg), (float)xplane, (float)og, taps)) {
         for (int32_t n = 0; n < xd.n; ++n)
-            for (int32_t g = 0; g < groups; ++g)
-                grad_in_lanes(gy + (size_t)n * (size_t)yd.c * yplane, yd, w,
-                              gx + (size_t)n * (size_t)xd.c * xplane, xd, p, g * cg, cg, acc32);
+            for (int32_t k = 0; k < groups; ++k)
+                grad_in_lanes(gy + (size_t)n * (size_t)yd.c * yplane, w,
+                              gx + (size_t)n * (size_t)xd.c * xplane, &g, k * cg, cg, 0, acc32);
+        return 1;
+    }
+    if (fits && cg == 1
+        && lanes_faster(&g, blocks, lane_sets(1, xd.c), (float)xplane, (float)og, taps)) {
+        for (int32_t n = 0; n < xd.n; ++n)
+            grad_in_lanes(gy + (size_t)n * (size_t)yd.c * yplane, w,
+                          gx + (size_t)n * (size_t)xd.c * xplane, &g, 0, xd.c, 1, acc32);
         return 1;
     }
     /* float sums of rows wider than the buffer, or windows wider than the tap table: the
@@ -490,8 +547,8 @@ int tte_rvv_conv2d_grad_input_f16(const tte_f16 *gy, tte_dims4 yd, const tte_f16
     for (int32_t n = 0; n < xd.n; ++n)
         for (int32_t c = 0; c < xd.c; ++c)
             grad_in_plane(gx + ((size_t)n * (size_t)xd.c + (size_t)c) * xplane,
-                          gy + (size_t)n * (size_t)yd.c * yplane, yd, w, &s, xd, p, c, cg, og,
-                          rows, acc32);
+                          gy + (size_t)n * (size_t)yd.c * yplane, w, &s, &g, c, cg, og, rows,
+                          acc32);
     return 1;
 }
 
@@ -501,15 +558,25 @@ int tte_rvv_depthwise_grad_input_f16(const tte_f16 *gy, tte_dims4 d, const tte_f
 {
     const int32_t rows = block_rows(d.w, d.h, acc32);
     const size_t plane = (size_t)d.h * (size_t)d.w;
+    const geom g = {d, d, p};
+    const float taps = (float)(p.kernel_h * p.kernel_w) / (float)(p.stride_h * p.stride_w);
     size_t vl;
+    if (gx != gy && s.count == 0 && p.kernel_h <= MAX_TAPS && p.kernel_w <= MAX_TAPS
+        && lanes_faster(&g, (float)d.c, lane_sets(1, d.c), (float)plane, 1.0f, taps)) {
+        /* not in place: every channel's plane straight into gx */
+        for (int32_t n = 0; n < d.n; ++n)
+            grad_in_lanes(gy + (size_t)n * (size_t)d.c * plane, w,
+                          gx + (size_t)n * (size_t)d.c * plane, &g, 0, d.c, 1, acc32);
+        return 1;
+    }
     /* float sums of rows wider than the buffer, or windows wider than the tap table: the
      * scalar path */
     if (rows < 1 || p.kernel_h > MAX_TAPS || p.kernel_w > MAX_TAPS) return 0;
     for (int32_t n = 0; n < d.n; ++n)
         for (int32_t c = 0; c < d.c; ++c) {
             /* into scratch first: gy's plane c may be gx's */
-            grad_in_plane(scratch, gy + (size_t)n * (size_t)d.c * plane, d, w, &s, d, p, c, 1,
-                          1, rows, acc32);
+            grad_in_plane(scratch, gy + (size_t)n * (size_t)d.c * plane, w, &s, &g, c, 1, 1,
+                          rows, acc32);
             tte_f16 *gc = gx + ((size_t)n * (size_t)d.c + (size_t)c) * plane;
             for (size_t i = 0; i < plane; i += vl) {
                 vl = setvl(plane - i);
@@ -530,9 +597,11 @@ typedef struct {
     size_t bx, by, at, lanes;
 } wlanes;
 
-static vf wgrad_sum(const wlanes *L, size_t l, size_t vl, tte_dims4 xd, tte_dims4 yd,
-                    tte_window p, int32_t ki, int32_t kj, int acc32)
+static vf wgrad_sum(const wlanes *L, size_t l, size_t vl, const geom *g, int32_t ki,
+                    int32_t kj, int acc32)
 {
+    const tte_dims4 xd = g->xd, yd = g->yd;
+    const tte_window p = g->p;
     const int32_t offh = ki * p.dilation_h - p.pad_top, offw = kj * p.dilation_w - p.pad_left;
     int32_t oh0, oh1, ow0, ow1;
     vh hacc = __riscv_vfmv_v_f_f16m4(0, vl);
@@ -565,15 +634,15 @@ static vf wgrad_sum(const wlanes *L, size_t l, size_t vl, tte_dims4 xd, tte_dims
     return acc32 ? facc : widen(hacc, vl);
 }
 
-static void wgrad_lanes(const wlanes *L, tte_dims4 xd, tte_dims4 yd, tte_window p,
-                        tte_f16 *gw, const tte_f16_sgd *sgd, int acc32)
+static void wgrad_lanes(const wlanes *L, const geom *g, tte_f16 *gw, const tte_f16_sgd *sgd,
+                        int acc32)
 {
-    const int32_t khw = p.kernel_h * p.kernel_w;
+    const int32_t kw = g->p.kernel_w, khw = g->p.kernel_h * kw;
     size_t vl;
     for (size_t l = 0; l < L->lanes; l += vl) {
         vl = setvl(L->lanes - l);
         for (int32_t t = 0; t < khw; ++t)
-            emit(wgrad_sum(L, l, vl, xd, yd, p, t / p.kernel_w, t % p.kernel_w, acc32), gw, sgd,
+            emit(wgrad_sum(L, l, vl, g, t / kw, t % kw, acc32), gw, sgd,
                  L->at + (size_t)((ptrdiff_t)l * L->il) + (size_t)t, L->il, vl);
     }
 }
@@ -583,6 +652,7 @@ int tte_rvv_conv2d_grad_weight_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16
                                    tte_window p, tte_split s, int acc32)
 {
     const int32_t groups = groups_of(p), og = yd.c / groups, cg = tte_split_grad_cg(&s, xd, p);
+    const geom g = {xd, yd, p};
     const size_t xplane = (size_t)xd.h * (size_t)xd.w, yplane = (size_t)yd.h * (size_t)yd.w;
     const size_t khw = (size_t)(p.kernel_h * p.kernel_w);
     wlanes L = {x, gy, 0, (ptrdiff_t)yplane, (ptrdiff_t)((size_t)cg * khw),
@@ -593,7 +663,7 @@ int tte_rvv_conv2d_grad_weight_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16
         /* the first count channels train: x holds them, gradient block j of channel j */
         L.xl = (ptrdiff_t)xplane;
         L.lanes = (size_t)s.count;
-        wgrad_lanes(&L, xd, yd, p, gw, sgd, acc32);
+        wgrad_lanes(&L, &g, gw, sgd, acc32);
         return 1;
     }
     if (og == 1) { /* one output channel per group (depthwise): lanes read their own x */
@@ -601,18 +671,18 @@ int tte_rvv_conv2d_grad_weight_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16
         for (int32_t c = 0; c < cg; ++c) {
             L.x = x + (size_t)c * xplane;
             L.at = (size_t)c * khw;
-            wgrad_lanes(&L, xd, yd, p, gw, sgd, acc32);
+            wgrad_lanes(&L, &g, gw, sgd, acc32);
         }
         return 1;
     }
     /* lanes: the og output channels of a group, which read the same x channel */
     L.lanes = (size_t)og;
-    for (int32_t g = 0; g < groups; ++g)
+    for (int32_t k = 0; k < groups; ++k)
         for (int32_t c = 0; c < cg; ++c) {
-            L.x = x + (size_t)(g * cg + c) * xplane;
-            L.gy = gy + (size_t)(g * og) * yplane;
-            L.at = ((size_t)(g * og) * (size_t)cg + (size_t)c) * khw;
-            wgrad_lanes(&L, xd, yd, p, gw, sgd, acc32);
+            L.x = x + (size_t)(k * cg + c) * xplane;
+            L.gy = gy + (size_t)(k * og) * yplane;
+            L.at = ((size_t)(k * og) * (size_t)cg + (size_t)c) * khw;
+            wgrad_lanes(&L, &g, gw, sgd, acc32);
         }
     return 1;
 }
