@@ -179,6 +179,14 @@ static float conv_out(const tte_f16 *xn, tte_dims4 xd, const tte_f16 *const *wk,
 /* The taps of every (o, c) block, gathered once per output channel (cg <= 1024). */
 #define TTE_F16_MAX_CG 1024
 
+/* The portable forward, out of line so that its 4 KB of weight pointers (on RV32) are not
+ * on the stack while a fast path runs (the firmware's stack is 8 KB). */
+#ifdef __GNUC__
+__attribute__((noinline))
+#endif
+static void conv_scalar(const tte_f16 *x, tte_dims4 xd, const tte_f16 *w, const tte_f16 *bias,
+                        tte_f16 *y, tte_dims4 yd, tte_window p, tte_split s, int acc32);
+
 void tte_conv2d_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16 *w, const tte_f16 *bias,
                     tte_f16 *y, tte_dims4 yd, tte_window p, tte_split s, int acc32)
 {
@@ -196,6 +204,12 @@ void tte_conv2d_f16(const tte_f16 *x, tte_dims4 xd, const tte_f16 *w, const tte_
         return;
     }
 #endif
+    conv_scalar(x, xd, w, bias, y, yd, p, s, acc32);
+}
+
+static void conv_scalar(const tte_f16 *x, tte_dims4 xd, const tte_f16 *w, const tte_f16 *bias,
+                        tte_f16 *y, tte_dims4 yd, tte_window p, tte_split s, int acc32)
+{
     const int32_t groups = groups_of(p), cg = xd.c / groups, og = yd.c / groups;
     const size_t xplane = (size_t)xd.h * (size_t)xd.w;
     const tte_f16 *wa[TTE_F16_MAX_CG];
@@ -282,6 +296,19 @@ void tte_depthwise_grad_input_f16(const tte_f16 *gy, tte_dims4 d, const tte_f16 
 {
 #if TTE_RVV
     if (tte_rvv_depthwise_grad_input_f16(gy, d, w, gx, scratch, p, s, acc32)) return;
+#endif
+#if TTE_V2F16
+    if (!acc32 && gx != gy) { /* not in place: planes in pairs straight into gx */
+        const size_t plane = (size_t)d.h * (size_t)d.w;
+        for (int32_t n = 0; n < d.n; ++n)
+            for (int32_t c = 0; c < d.c; c += 2) {
+                const int32_t b = c + 1 < d.c ? c + 1 : c;
+                grad_in_pair(gy + (size_t)n * (size_t)d.c * plane, d, w, &s,
+                             gx + ((size_t)n * (size_t)d.c + (size_t)c) * plane,
+                             gx + ((size_t)n * (size_t)d.c + (size_t)b) * plane, d, p, c, b, 1, 1);
+            }
+        return;
+    }
 #endif
     const size_t plane = (size_t)d.h * (size_t)d.w;
     for (int32_t n = 0; n < d.n; ++n) {
