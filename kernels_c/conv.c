@@ -8,8 +8,11 @@
  *    in-place depthwise one likewise, one plane at a time;
  *  - grad_weight: one float accumulator per weight, summed over (n, oh, ow) in order;
  *  - channel_sum: one float accumulator per channel, sequential over (n, h, w).
+ * With TTE_RVV_F32 (rv32v) every kernel first tries its RVV path (f32_rvv.c), which keeps
+ * these orders and roundings: results equal this scalar path's bit for bit.
  */
 #include "conv.h"
+#include "f32_rvv.h"
 #include "optim.h"
 
 static int32_t group_count(tte_window p)
@@ -20,6 +23,10 @@ static int32_t group_count(tte_window p)
 void tte_conv2d_f32(const float *x, tte_dims4 xd, const float *w, const float *bias,
                     float *y, tte_dims4 yd, tte_window p, tte_split s)
 {
+#if TTE_RVV_F32
+    tte_rvv_conv2d_f32(x, xd, w, bias, y, yd, p, s);
+    return;
+#endif
     const int32_t groups = group_count(p);
     const int32_t cg = xd.c / groups, og = yd.c / groups;
     const int32_t kh = p.kernel_h, kw = p.kernel_w;
@@ -86,6 +93,10 @@ static void scatter_plane(float *gc, tte_dims4 xd, const float *go, tte_dims4 yd
 void tte_conv2d_grad_input_f32(const float *gy, tte_dims4 yd, const float *w,
                                float *gx, tte_dims4 xd, tte_window p, tte_split s)
 {
+#if TTE_RVV_F32
+    tte_rvv_conv2d_grad_input_f32(gy, yd, w, gx, xd, p, s);
+    return;
+#endif
     const int32_t groups = group_count(p);
     const int32_t cg = xd.c / groups, og = yd.c / groups;
     const int32_t kh = p.kernel_h, kw = p.kernel_w;
@@ -108,6 +119,10 @@ void tte_conv2d_grad_input_f32(const float *gy, tte_dims4 yd, const float *w,
 void tte_depthwise_grad_input_f32(const float *gy, tte_dims4 d, const float *w, float *gx,
                                   float *scratch, tte_window p, tte_split s)
 {
+#if TTE_RVV_F32
+    tte_rvv_depthwise_grad_input_f32(gy, d, w, gx, scratch, p, s);
+    return;
+#endif
     const int32_t kh = p.kernel_h, kw = p.kernel_w;
     const size_t plane = (size_t)d.h * (size_t)d.w;
     for (int32_t n = 0; n < d.n; ++n) {
@@ -149,6 +164,9 @@ static float conv_weight_grad(const float *x, tte_dims4 xd, const float *gy, tte
 void tte_conv2d_grad_weight_f32(const float *x, tte_dims4 xd, const float *gy, tte_dims4 yd,
                                 float *gw, tte_window p, tte_split s)
 {
+#if TTE_RVV_F32
+    if (tte_rvv_conv2d_grad_weight_f32(x, xd, gy, yd, gw, NULL, p, s)) return;
+#endif
     const int32_t groups = group_count(p);
     const int32_t cg = tte_split_grad_cg(&s, xd, p), og = yd.c / groups;
     for (int32_t o = 0; o < yd.c; ++o)
@@ -167,6 +185,10 @@ void tte_conv2d_grad_weight_sgd_f32(const float *x, tte_dims4 xd, const float *g
                                     float *w, float *momentum, tte_window p, tte_split s,
                                     float lr, float momentum_coef, float weight_decay)
 {
+#if TTE_RVV_F32
+    const tte_f32_sgd u = {w, momentum, lr, momentum_coef, weight_decay};
+    if (tte_rvv_conv2d_grad_weight_f32(x, xd, gy, yd, NULL, &u, p, s)) return;
+#endif
     const int32_t groups = group_count(p);
     const int32_t cg = tte_split_grad_cg(&s, xd, p), og = yd.c / groups;
     for (int32_t o = 0; o < yd.c; ++o)
@@ -197,12 +219,21 @@ static float channel_total(const float *gy, tte_dims4 d, int32_t c)
 
 void tte_channel_sum_f32(const float *gy, tte_dims4 d, float *gb)
 {
+#if TTE_RVV_F32
+    tte_rvv_channel_sum_f32(gy, d, gb, NULL);
+    return;
+#endif
     for (int32_t c = 0; c < d.c; ++c) gb[c] = channel_total(gy, d, c);
 }
 
 void tte_channel_sum_sgd_f32(const float *gy, tte_dims4 d, float *b, float *momentum, float lr,
                              float momentum_coef, float weight_decay)
 {
+#if TTE_RVV_F32
+    const tte_f32_sgd u = {b, momentum, lr, momentum_coef, weight_decay};
+    tte_rvv_channel_sum_f32(gy, d, NULL, &u);
+    return;
+#endif
     for (int32_t c = 0; c < d.c; ++c)
         b[c] = tte_sgd_step_f32(b[c], channel_total(gy, d, c), momentum ? momentum + c : NULL,
                                 lr, momentum_coef, weight_decay);
