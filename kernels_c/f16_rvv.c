@@ -3,12 +3,14 @@
  * TTE_SCALAR); conv_f16.c and linear_f16.c call them first and take their scalar path
  * where a function here returns 0.
  *
- * Every vector lane is one output: an output pixel along a row (conv forward), an input
- * pixel along a row (input gradient), a weight element across output channels (weight
- * gradient), a channel (channel sums), an output or input feature (linear). Each lane sums
- * its terms in the scalar path's order (conv_f16.c: forward over (c, ki, kj) then the
- * bias, input gradient over (o, ki, kj), weight gradient over (n, oh, ow), channel sums
- * over (n, h, w); linear_f16.c), so every result equals the scalar path's bit for bit:
+ * Every vector lane is one output. Conv forward and input gradient: output (input) pixels
+ * along a row, accumulated in the output row over the taps (rows), or, where rows are too
+ * short to fill a vector, channels at one position (lanes; lanes_faster picks). Weight
+ * gradient: a weight element across output channels; channel sums: channels; linear: output
+ * or input features. Each lane sums its terms in the scalar path's order (conv_f16.c:
+ * forward over (c, ki, kj) then the bias, input gradient over (o, ki, kj), weight gradient
+ * over (n, oh, ow), channel sums over (n, h, w); linear_f16.c), so every result equals the
+ * scalar path's bit for bit:
  * - half accumulation: vfmul then vfadd, two roundings as the scalar product and sum (never
  *   vfmacc: one rounding);
  * - float accumulation: vfwmacc / vfwadd from halves: the product of two halves is exact in
@@ -18,6 +20,12 @@
  * Conversions are vfwcvt.f.f.v and vfncvt.f.f.w under the dynamic rounding mode (nearest
  * even, as the scalar (tte_f16) casts): QEMU 7.2 aborts on the static-rounding vfcvt.rtz.*.
  * Vectors are e16m4 halves and e32m8 floats: 32 lanes at QEMU's VLEN of 128.
+ *
+ * Left to the scalar path (return 0): windows of more than 16 rows or columns; conv rows
+ * with float sums wider than the 256-float buffer; weight gradients of a depthwise weight
+ * trained in a permuted channel subset (split along axis 0 with pos). Lanes across channels
+ * take whole weights, and split ones along input channels in the forward; the rest goes by
+ * rows, which take any split through tte_split_block.
  */
 #include "tte_f16.h"
 

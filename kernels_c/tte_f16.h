@@ -19,7 +19,9 @@
  *   fadd.h: -ffp-contract=off keeps them apart, as the scalar path rounds the product).
  * - TTE_V2F16 (default on with Zfh; -DTTE_V2F16=1 elsewhere): with half accumulation, conv
  *   and linear kernels compute two outputs at once on packed pairs of halves (tte_v2f16,
- *   PULP-TrainLib's v2f16). Float accumulation takes the scalar path.
+ *   PULP-TrainLib's v2f16). Zfh has no packed half instructions: a pair is two fmul.h and
+ *   two fadd.h, and gains by loading a shared operand once and by conv.c's row loops. Float
+ *   accumulation takes the scalar path.
  * - TTE_RVV (RISC-V V + Zvfh): conv, depthwise, linear and channel-sum kernels in RVV
  *   (f16_rvv.c), both accumulations, vectorised across independent outputs.
  */
