@@ -93,6 +93,38 @@ static tte_v2f16 grad_w2(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *
 }
 #endif
 
+/* Where a weight gradient goes: stored (gw), or one SGD step of w (and momentum) */
+typedef struct {
+    tte_f16 *gw, *w, *momentum;
+    float lr, momentum_coef, weight_decay;
+} grad_out;
+
+static void put(const grad_out *o, size_t e, float g)
+{
+    if (o->gw)
+        o->gw[e] = (tte_f16)g;
+    else
+        tte_sgd_step_f16(o->w + e, g, o->momentum ? o->momentum + e : NULL, o->lr,
+                         o->momentum_coef, o->weight_decay);
+}
+
+static void weight_grads(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *gy, int32_t m,
+                         const grad_out *o, int acc32)
+{
+    for (int32_t j = 0; j < m; ++j) {
+        const size_t row = (size_t)j * (size_t)k;
+        int32_t p = 0;
+#if TTE_V2F16
+        for (; !acc32 && p + 1 < k; p += 2) {
+            const tte_v2f16 v = grad_w2(x, n, k, gy, m, j, p);
+            put(o, row + (size_t)p, (float)v[0]);
+            put(o, row + (size_t)p + 1, (float)v[1]);
+        }
+#endif
+        for (; p < k; ++p) put(o, row + (size_t)p, grad_w(x, n, k, gy, m, j, p, acc32));
+    }
+}
+
 void tte_linear_grad_weight_f16(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *gy,
                                 int32_t m, tte_f16 *gw, int acc32)
 {
@@ -100,18 +132,8 @@ void tte_linear_grad_weight_f16(const tte_f16 *x, int32_t n, int32_t k, const tt
     tte_rvv_linear_grad_weight_f16(x, n, k, gy, m, gw, NULL, acc32);
     return;
 #endif
-    for (int32_t j = 0; j < m; ++j) {
-        int32_t p = 0;
-#if TTE_V2F16
-        for (; !acc32 && p + 1 < k; p += 2) {
-            const tte_v2f16 v = grad_w2(x, n, k, gy, m, j, p);
-            gw[(size_t)j * (size_t)k + (size_t)p] = v[0];
-            gw[(size_t)j * (size_t)k + (size_t)p + 1] = v[1];
-        }
-#endif
-        for (; p < k; ++p)
-            gw[(size_t)j * (size_t)k + (size_t)p] = (tte_f16)grad_w(x, n, k, gy, m, j, p, acc32);
-    }
+    const grad_out o = {gw, NULL, NULL, 0.0f, 0.0f, 0.0f};
+    weight_grads(x, n, k, gy, m, &o, acc32);
 }
 
 void tte_linear_grad_weight_sgd_f16(const tte_f16 *x, int32_t n, int32_t k, const tte_f16 *gy,
@@ -123,22 +145,6 @@ void tte_linear_grad_weight_sgd_f16(const tte_f16 *x, int32_t n, int32_t k, cons
     tte_rvv_linear_grad_weight_f16(x, n, k, gy, m, NULL, &u, acc32);
     return;
 #endif
-    for (int32_t j = 0; j < m; ++j) {
-        int32_t p = 0;
-#if TTE_V2F16
-        for (; !acc32 && p + 1 < k; p += 2) {
-            const tte_v2f16 v = grad_w2(x, n, k, gy, m, j, p);
-            const size_t e = (size_t)j * (size_t)k + (size_t)p;
-            tte_sgd_step_f16(w + e, (float)v[0], momentum ? momentum + e : NULL, lr,
-                             momentum_coef, weight_decay);
-            tte_sgd_step_f16(w + e + 1, (float)v[1], momentum ? momentum + e + 1 : NULL, lr,
-                             momentum_coef, weight_decay);
-        }
-#endif
-        for (; p < k; ++p) {
-            const size_t e = (size_t)j * (size_t)k + (size_t)p;
-            tte_sgd_step_f16(w + e, grad_w(x, n, k, gy, m, j, p, acc32),
-                             momentum ? momentum + e : NULL, lr, momentum_coef, weight_decay);
-        }
-    }
+    const grad_out o = {NULL, w, momentum, lr, momentum_coef, weight_decay};
+    weight_grads(x, n, k, gy, m, &o, acc32);
 }
