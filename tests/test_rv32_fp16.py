@@ -8,6 +8,12 @@ TTE_V2F16=0) bit for bit. The models cover the kernels' geometry: strides, asymm
 padding, dilation, groups, depthwise, 1x1 planes, linear layers, and partial weights (split
 along input channels and, first or by magnitude, depthwise channels).
 
+test_half_arithmetic_bits checks the arithmetic itself on the device, over 65,536 triples of
+halves (zeros, infinities, NaNs, subnormals, overflow, random bit patterns and ordinary
+values): the header's half multiply-add (native Zfh, or TTE_SCALAR's float with conversions)
+against numpy, and on rv32v the RVV half (vfmul, vfadd) and float (vfwmacc, vfncvt) forms
+against the scalar ones, bit for bit.
+
 test_instruction_counts prints (does not assert) the retired instructions (minstret under
 -icount shift=0) of the conv forward, input-gradient and weight-gradient nodes for fp32,
 fp16 scalar, fp16 Zfh/v2f16 (rv32) and fp16 RVV (rv32v).
@@ -23,7 +29,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+import subprocess
+
 import tte
+from targets.firmware import fnv1a
+from targets.firmware.build import KERNELS_DIR, linker_script
+from targets.firmware import FIRMWARE_DIR
+from targets.firmware.target import get_target
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from models import MODELS, _Builder, input_shape, num_classes  # noqa: E402
@@ -155,3 +167,150 @@ def test_instruction_counts(case):
         cells = [(r[d], base[d]) for d in dirs] + [(sum(r.values()), sum(base.values()))]
         print(f"{name:28}" + "".join(f"{v:>13,} {b / max(v, 1):6.2f}x" for v, b in cells))
     assert all(v > 0 for r in rows.values() for v in r.values())
+
+
+ARITH_C = r"""
+#include <stdint.h>
+#include <string.h>
+
+#include "fw_io.h"
+#include "tte_f16.h"
+#if TTE_RVV
+#include <riscv_vector.h>
+#endif
+
+#define N @N@
+static const uint16_t vals[N] = {@VALS@};
+static uint32_t hash = 2166136261u, mismatches;
+
+static uint16_t bits(tte_f16 v)
+{
+    uint16_t u;
+    memcpy(&u, &v, sizeof u);
+    return u;
+}
+
+#if TTE_RVV
+static uint32_t fbits(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return u;
+}
+#endif
+
+static tte_f16 half(uint16_t u)
+{
+    tte_f16 v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+static void mix(uint16_t u)
+{
+    if ((u & 0x7c00u) == 0x7c00u && (u & 0x3ffu)) u = 0x7e00u; /* one NaN */
+    hash = (hash ^ (u & 0xffu)) * 16777619u;
+    hash = (hash ^ (u >> 8)) * 16777619u;
+}
+
+static void put(const char *key, uint32_t v)
+{
+    char line[24];
+    int i = 0;
+    while (*key) line[i++] = *key++;
+    for (int k = 7; k >= 0; --k) line[i + k] = "0123456789abcdef"[(v >> (4 * (7 - k))) & 15u];
+    line[i + 8] = '\n';
+    line[i + 9] = 0;
+    fw_write0(line);
+}
+
+int main(void)
+{
+    static tte_f16 ys[N], accs[N], half_sums[N];
+    static float float_sums[N];
+    for (int32_t i = 0; i < N; ++i) {
+        const tte_f16 x = half(vals[i]);
+        for (int32_t j = 0; j < N; ++j) {
+            ys[j] = half(vals[j]);
+            accs[j] = half(vals[(i * 7 + j * 13) % N]);
+            half_sums[j] = (tte_f16)tte_f16_mac((float)accs[j], (float)x, (float)ys[j], 0);
+            float_sums[j] = tte_f16_mac((float)accs[j], (float)x, (float)ys[j], 1);
+            mix(bits(half_sums[j]));
+        }
+#if TTE_RVV
+        size_t vl;
+        for (int32_t j = 0; j < N; j += (int32_t)vl) {
+            vl = __riscv_vsetvl_e16m4((size_t)(N - j));
+            const vfloat16m4_t y = __riscv_vle16_v_f16m4(ys + j, vl);
+            const vfloat16m4_t a = __riscv_vle16_v_f16m4(accs + j, vl);
+            tte_f16 h[32];
+            float f[32];
+            tte_f16 r[32];
+            __riscv_vse16_v_f16m4(h, __riscv_vfadd_vv_f16m4(a, __riscv_vfmul_vf_f16m4(y, x, vl),
+                                                            vl), vl);
+            const vfloat32m8_t s = __riscv_vfwmacc_vf_f32m8(__riscv_vfwcvt_f_f_v_f32m8(a, vl), x,
+                                                            y, vl);
+            __riscv_vse32_v_f32m8(f, s, vl);
+            __riscv_vse16_v_f16m4(r, __riscv_vfncvt_f_f_w_f16m4(s, vl), vl);
+            for (size_t l = 0; l < vl; ++l)
+                mismatches += (bits(h[l]) != bits(half_sums[j + l]))
+                              + (fbits(f[l]) != fbits(float_sums[j + l]))
+                              + (bits(r[l]) != bits((tte_f16)float_sums[j + l]));
+        }
+#endif
+    }
+    put("hash ", hash);
+    put("mismatches ", mismatches);
+    return mismatches != 0;
+}
+"""
+
+
+def _arith_values() -> np.ndarray:
+    rng = np.random.default_rng(5)
+    special = [0x0000, 0x8000, 0x7c00, 0xfc00, 0x7e00, 0x7bff, 0xfbff, 0x0400, 0x8400,
+               0x0001, 0x8001, 0x03ff, 0x3c00, 0xbc00, 0x3c01, 0x5bff]
+    ordinary = rng.standard_normal(120).astype(np.float16).view(np.uint16)
+    patterns = rng.integers(0, 1 << 16, 256 - len(special) - len(ordinary))
+    return np.concatenate([special, ordinary, patterns]).astype(np.uint16)
+
+
+def _arith_hash(vals: np.ndarray) -> int:
+    """The hash main() prints, from numpy: half(float(acc) + float(half(x * y)))."""
+    v = vals.view(np.float16).astype(np.float32)
+    n = len(vals)
+    out = []
+    with np.errstate(all="ignore"):
+        for i in range(n):
+            acc = v[(i * 7 + np.arange(n) * 13) % n]
+            prod = (v[i] * v).astype(np.float16).astype(np.float32)
+            out.append((acc + prod).astype(np.float16).view(np.uint16))
+    r = np.concatenate(out)
+    r[((r & 0x7c00) == 0x7c00) & ((r & 0x3ff) != 0)] = 0x7e00
+    return fnv1a([r.astype("<u2").tobytes()])
+
+
+@pytest.mark.parametrize("target, defines", [("rv32", ()), ("rv32", ("TTE_SCALAR",)),
+                                             ("rv32v", ())])
+def test_half_arithmetic_bits(target, defines, tmp_path):
+    vals = _arith_values()
+    src = tmp_path / "arith.c"
+    src.write_text(ARITH_C.replace("@N@", str(len(vals)))
+                   .replace("@VALS@", ", ".join(f"0x{v:04x}u" for v in vals)))
+    t = get_target(target)
+    objs = []
+    for c in (src, t.directory / "startup.c"):
+        obj = tmp_path / f"{c.stem}.o"
+        subprocess.run(t.compile_command(c, obj, [KERNELS_DIR, FIRMWARE_DIR], defines),
+                       check=True)
+        objs.append(obj)
+    elf = tmp_path / "arith.elf"
+    subprocess.run(t.link_command(objs, linker_script(t, t.part, tmp_path), elf,
+                                  tmp_path / "arith.map"), check=True)
+    run = subprocess.run(t.qemu_command(elf, icount=False), capture_output=True, text=True,
+                         timeout=120)
+    out = run.stdout + run.stderr  # semihosting writes to either
+    got = dict(line.split() for line in out.splitlines() if line.split()[:1] in (["hash"],
+                                                                                ["mismatches"]))
+    assert int(got["mismatches"], 16) == 0
+    assert int(got["hash"], 16) == _arith_hash(vals)
