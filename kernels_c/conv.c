@@ -24,8 +24,7 @@ void tte_conv2d_f32(const float *x, tte_dims4 xd, const float *w, const float *b
                     float *y, tte_dims4 yd, tte_window p, tte_split s)
 {
 #if TTE_RVV_F32
-    tte_rvv_conv2d_f32(x, xd, w, bias, y, yd, p, s);
-    return;
+    if (tte_rvv_conv2d_f32(x, xd, w, bias, y, yd, p, s)) return;
 #endif
     const int32_t groups = group_count(p);
     const int32_t cg = xd.c / groups, og = yd.c / groups;
@@ -94,8 +93,7 @@ void tte_conv2d_grad_input_f32(const float *gy, tte_dims4 yd, const float *w,
                                float *gx, tte_dims4 xd, tte_window p, tte_split s)
 {
 #if TTE_RVV_F32
-    tte_rvv_conv2d_grad_input_f32(gy, yd, w, gx, xd, p, s);
-    return;
+    if (tte_rvv_conv2d_grad_input_f32(gy, yd, w, gx, xd, p, s)) return;
 #endif
     const int32_t groups = group_count(p);
     const int32_t cg = xd.c / groups, og = yd.c / groups;
@@ -120,8 +118,7 @@ void tte_depthwise_grad_input_f32(const float *gy, tte_dims4 d, const float *w, 
                                   float *scratch, tte_window p, tte_split s)
 {
 #if TTE_RVV_F32
-    tte_rvv_depthwise_grad_input_f32(gy, d, w, gx, scratch, p, s);
-    return;
+    if (tte_rvv_depthwise_grad_input_f32(gy, d, w, gx, scratch, p, s)) return;
 #endif
     const int32_t kh = p.kernel_h, kw = p.kernel_w;
     const size_t plane = (size_t)d.h * (size_t)d.w;

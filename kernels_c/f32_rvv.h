@@ -26,12 +26,12 @@ typedef struct {
     float lr, momentum_coef, weight_decay;
 } tte_f32_sgd;
 
-void tte_rvv_conv2d_f32(const float *x, tte_dims4 xd, const float *w, const float *bias,
-                        float *y, tte_dims4 yd, tte_window p, tte_split s);
-void tte_rvv_conv2d_grad_input_f32(const float *gy, tte_dims4 yd, const float *w, float *gx,
-                                   tte_dims4 xd, tte_window p, tte_split s);
-void tte_rvv_depthwise_grad_input_f32(const float *gy, tte_dims4 d, const float *w, float *gx,
-                                      float *scratch, tte_window p, tte_split s);
+int tte_rvv_conv2d_f32(const float *x, tte_dims4 xd, const float *w, const float *bias,
+                       float *y, tte_dims4 yd, tte_window p, tte_split s);
+int tte_rvv_conv2d_grad_input_f32(const float *gy, tte_dims4 yd, const float *w, float *gx,
+                                  tte_dims4 xd, tte_window p, tte_split s);
+int tte_rvv_depthwise_grad_input_f32(const float *gy, tte_dims4 d, const float *w, float *gx,
+                                     float *scratch, tte_window p, tte_split s);
 int tte_rvv_conv2d_grad_weight_f32(const float *x, tte_dims4 xd, const float *gy, tte_dims4 yd,
                                    float *gw, const tte_f32_sgd *sgd, tte_window p,
                                    tte_split s);
