@@ -25,11 +25,23 @@ def _requant(n: Node, c: Ctx, channels: int) -> str:
     per_channel = int(len(a["w_scales"]) > 1)
     scales = scales[:channels if per_channel else 1]
     if a["rounding"] == "half_even":
-        eff = c.const(effective_scales({**a, "w_scales": scales}), "float64")
-        return f"(tte_requant){{NULL, NULL, {eff}, {per_channel}}}"
+        eff = effective_scales({**a, "w_scales": scales})
+        return (f"(tte_requant){{NULL, NULL, {c.const(eff, 'float64')}, {per_channel}, "
+                f"{_scale_f(eff, c)}}}")
     mult, shift = conv_multipliers(a["in_scale"], scales, a["out_scale"])
     return (f"(tte_requant){{{c.const(mult, 'int32')}, {c.const(shift, 'int32')}, NULL, "
-            f"{per_channel}}}")
+            f"{per_channel}, NULL}}")
+
+
+def _scale_f(eff: np.ndarray, c: Ctx) -> str:
+    """tte_requant.scale_f: each half-even scale rounded to the nearest float, which lets the
+    kernels decide most roundings in single precision (kernels_c/conv_s8.c proves them equal
+    to the double rule). Its proof asks every scale to be 0 or of magnitude in
+    [2^-100, 2^100] (a normal float); NULL (double only) otherwise."""
+    mag = np.abs(eff)
+    if not np.all((mag == 0) | ((mag >= 2.0 ** -100) & (mag <= 2.0 ** 100))):
+        return "NULL"
+    return c.const(eff.astype(np.float32), "float32")
 
 
 def _mask(n: Node, c: Ctx) -> str:

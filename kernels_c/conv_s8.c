@@ -42,16 +42,141 @@ int8_t tte_clamp_s8_masked(int32_t v, int32_t act_min, int32_t act_max, uint8_t 
     return clamp_s8(v, act_min, act_max);
 }
 
+#ifndef TTE_SCALAR
+#define TTE_FAST_S8 /* the fast paths of this file (conv_s8.h); TTE_SCALAR: reference only */
+#endif
+
+/* The double code, out of line where it is the fast paths' rare fallback. */
+#if defined(TTE_FAST_S8) && defined(__GNUC__)
+#define TTE_COLD __attribute__((noinline))
+#else
+#define TTE_COLD
+#endif
+
+/* ---- The half-even rule in single precision --------------------------------------------
+ *
+ * The rule (numpy reference, tte/quant/arith.py: requant_half_even) is
+ *   v = sat32(rint(d) + zero),  d = fl64(S * s),  S = acc + bias (an exact integer, |S| < 2^32)
+ * with s the double scale and rint rounding half to even. Without a double FPU (Cortex-M4/M7
+ * with single-precision FPUs, rv32 ilp32f) d and rint(d) are software calls, ~680
+ * instructions an output. Most outputs need none of it: round_if_clear below decides rint(d)
+ * from a float estimate x of d and a float bound a >= |x - d|. Every operation named fl32 /
+ * fl64 rounds to nearest even (the default mode, which the double rule assumes as well);
+ * u = 2^-24 is the unit roundoff of float. Floats are evaluated in float (FLT_EVAL_METHOD 0:
+ * SSE on the host, the FPUs of the MCU targets), and -ffp-contract=off keeps each operation
+ * rounded on its own.
+ *
+ * round_if_clear(x, a), for a >= 2^-21 |x| (both callers' bounds are): n = (x + 1.5*2^23) -
+ * 1.5*2^23, f = x - n, g = fl32(1/2 - |f|); decided iff g > a.
+ *  (o)  Decided implies |x| < 2^20: g <= 1/2 (rounding is monotone), so a < 1/2. (A NaN or
+ *       infinite x or a fails the test: comparisons with NaN are false.)
+ *  (i)  For |x| < 2^22, n is an integer and |x - n| <= 1/2: x + 1.5*2^23 lies in
+ *       [2^23, 2^24), where floats are the integers, so the sum rounds to an integer within
+ *       1/2 of it; 1.5*2^23 is an integer, so the difference n is one, and exact (both
+ *       operands in [2^23, 2^24): Sterbenz). (n is x rounded to nearest even; the proof does
+ *       not need that.)
+ *  (ii) f is exact: for |x| >= 1, x and n are integer multiples of ulp(x) = 2^(e-23),
+ *       e = exponent of x >= 0, and |f| <= 1/2 <= 2^23 ulp(x), so f has at most 24
+ *       significant bits. For |x| < 1, n is 0 (f = x) or +-1 with 1/2 <= |x| <= 1 (f = x -+ 1
+ *       exact by Sterbenz).
+ *  (iii) g > a implies 1/2 - |f| > a in the reals: otherwise 1/2 - |f| <= a, and rounding is
+ *       monotone and leaves the float a unchanged, so g <= a.
+ *  (iv) Then, given |x - d| <= a: |d - n| <= |d - x| + |x - n| <= a + |f| < 1/2, so n is the
+ *       unique integer nearest d, d is no tie, and rint(d) = n whatever the tie rule.
+ *  (v)  sat32(n + zero) in int32 with overflow detection equals the double code's
+ *       rint(d) + zero (exact in double: |n| < 2^20, |zero| < 2^31) saturated to int32.
+ * Undecided (the callers then run the double code): |x| >= 2^20, and every x within about a
+ * of a half-integer, exact halves included.
+ *
+ * The conv/linear rule (half_even_f32): x = fl32(S_f * s_f), a = |x| * 2^-21, where
+ * s_f = fl32(s) (tte_requant.scale_f; |s_f - s| <= u|s| as s lies in the normal range of
+ * float, [2^-100, 2^100] by contract, or s_f = s = 0) and S_f is S in float: fl32(S) when
+ * acc + bias does not leave int32, else fl32(fl32(acc + bias mod 2^32) +- 2^32), so
+ * |S_f - S| <= (2u+u^2)|S| (the first rounding is at most u 2^31 <= u|S|, as |S| >= 2^31
+ * there; the second u(1+u)|S|). With t = S s (real):
+ *   S_f s_f = t(1 + e1)(1 + e2), |e1| <= 2u + u^2, |e2| <= u;  x = S_f s_f (1 + e3), |e3| <= u
+ *   so |x - t| <= ((1+u)^4 - 1)|t| < 4.0001u|t|;  d = t(1 + e4), |e4| <= 2^-53,
+ *   |x - d| < 4.0002u|t|, and |t| <= |x| + |x - t| gives |t| < |x|/(1 - 4.0001u), so
+ *   |x - d| < 4.001u|x| < 8u|x| = 2^-21 |x| = a.
+ * a = |x| 2^-21 is exact: S = 0 or s = 0 give x = d = 0, else |x| >= |s_f|(1 - 2u) > 2^-101,
+ * far from the subnormals; x does not underflow (|S_f| >= 1, |s_f| >= 2^-100) and may
+ * overflow only to infinity, which (o) rejects. So a decided output is the double rule's,
+ * bit for bit; the factor 2 of slack in a costs a fallback rate of about 2^-20 |x| (tests
+ * measure it: ~0.015% of outputs in the int8 range).
+ */
+static int round_if_clear(float x, float a, int32_t zero, int32_t *v)
+{
+    float n = (x + 0x1.8p23f) - 0x1.8p23f, f = x - n;
+    int32_t ni, sum;
+    if (!(0.5f - fabsf(f) > a)) return 0;
+    ni = (int32_t)n;
+    sum = (int32_t)((uint32_t)ni + (uint32_t)zero);
+    if (((ni ^ sum) & (zero ^ sum)) < 0) sum = zero < 0 ? INT32_MIN : INT32_MAX; /* overflow */
+    *v = sum;
+    return 1;
+}
+
+/* The half-even rule for S = acc + bias decided in float (see above): 1 and *v, or 0. */
+static int half_even_f32(int32_t acc, int32_t bias, float scale_f, int32_t zero, int32_t *v)
+{
+    int32_t s = (int32_t)((uint32_t)acc + (uint32_t)bias);
+    float sf = (float)s, x;
+    if (((acc ^ s) & (bias ^ s)) < 0) /* acc + bias left int32: S = s + 2^32 or s - 2^32 */
+        sf += s < 0 ? 0x1p32f : -0x1p32f;
+    x = sf * scale_f;
+    return round_if_clear(x, fabsf(x) * 0x1p-21f, zero, v);
+}
+
+/* One output channel's requantisation constants, looked up once per channel. */
+typedef struct {
+    int32_t bias, zero;      /* bias 0 when there is none: both rules add it exactly then */
+    int32_t mult, shift;     /* TFLite rule */
+    const double *scale;     /* half-even rule when not NULL */
+    float scale_f;
+    int32_t fast;            /* scale_f given and the fast paths on */
+} rq_chan;
+
+static rq_chan rq_prepare(const tte_requant *r, int32_t c, const int32_t *bias, int32_t zero)
+{
+    rq_chan ch;
+    int32_t k = r->per_channel ? c : 0;
+    ch.bias = bias ? bias[c] : 0;
+    ch.zero = zero;
+    ch.scale = r->scale ? r->scale + k : NULL;
+    ch.mult = r->scale ? 0 : r->multiplier[k];
+    ch.shift = r->scale ? 0 : r->shift[k];
+#ifdef TTE_FAST_S8
+    ch.fast = r->scale && r->scale_f;
+    ch.scale_f = ch.fast ? r->scale_f[k] : 0.0f;
+#else
+    ch.fast = 0;
+    ch.scale_f = 0.0f;
+#endif
+    return ch;
+}
+
+/* The double code of the half-even rule (out of line: the rare fallback of the fast one). */
+TTE_COLD static int32_t half_even_f64(int32_t acc, int32_t bias, double scale, int32_t zero)
+{
+    return rint_plus_zero(((double)acc + (double)bias) * scale, zero);
+}
+
+/* v before the clamp (tte_requant_apply's value). */
+static int32_t rq_value(const rq_chan *ch, int32_t acc)
+{
+    int32_t v;
+    if (ch->scale) {
+        if (ch->fast && half_even_f32(acc, ch->bias, ch->scale_f, ch->zero, &v)) return v;
+        return half_even_f64(acc, ch->bias, *ch->scale, ch->zero);
+    }
+    return wadd(tte_requantize(wadd(acc, ch->bias), ch->mult, ch->shift), ch->zero);
+}
+
 int32_t tte_requant_apply(const tte_requant *r, int32_t c, int32_t acc, const int32_t *bias,
                           int32_t output_offset)
 {
-    int32_t k = r->per_channel ? c : 0;
-    if (r->scale) {
-        double sum = (double)acc + (bias ? (double)bias[c] : 0.0);
-        return rint_plus_zero(sum * r->scale[k], output_offset);
-    }
-    if (bias) acc = wadd(acc, bias[c]);
-    return wadd(tte_requantize(acc, r->multiplier[k], r->shift[k]), output_offset);
+    rq_chan ch = rq_prepare(r, c, bias, output_offset);
+    return rq_value(&ch, acc);
 }
 
 #ifdef TTE_DSP_S8
@@ -437,16 +562,82 @@ void tte_add_s8(const int8_t *a, const int8_t *b, int8_t *y, int32_t count, tte_
     }
 }
 
+/* The residual add's value before the clamp, in double (the rule of conv_s8.h). */
+TTE_COLD static int32_t add_f64(int32_t a, int32_t b, const tte_add_s8_double_params *p)
+{
+    double total = (double)(a - p->a_zero) * p->a_scale + (double)(b - p->b_zero) * p->b_scale;
+    return rint_plus_zero(total / p->out_scale, p->out_zero);
+}
+
+#ifdef TTE_FAST_S8
+/* 0 or a magnitude within [2^lo, 2^hi] */
+static int in_range(double v, double lo, double hi)
+{
+    double m = fabs(v);
+    return m == 0.0 || (m >= lo && m <= hi);
+}
+
+/* The residual add decided in single precision (round_if_clear), exactly as add_f64.
+ * With A = a - a_zero, B = b - b_zero (integers, |A|, |B| <= 2^16 + 128 here, exact in
+ * float), r_a = a_scale / out_scale, r_b likewise (reals), the double rule computes
+ *   d = fl64(fl64(fl64(A a_scale) + fl64(B b_scale)) / out_scale),
+ * an estimate of t = A r_a + B r_b. Let P = |A r_a| + |B r_b| >= |t| and eta = 2^-53.
+ * Double: each product and the sum are within eta of their exact values (relative; a sum
+ * that is subnormal is exact), the quotient within eta or 2^-1074 absolute if it underflows:
+ *   |d - t| <= eta P (1+eta)^2 + (2 eta + eta^2) P + 2^-1074 <= 3.0001 eta P + 2^-1074.
+ * Float: k_a = fl32(fl64(a_scale / out_scale)) = r_a (1 + e), |e| <= u + eta + u eta, so
+ * p_a = fl32(A k_a) is within ((1+u+2eta)(1+u) - 1) <= 2.0001u of A r_a (relative), p_b
+ * likewise, and x = fl32(p_a + p_b) is within u |p_a + p_b| <= u(1 + 2.0001u) P of their sum:
+ *   |x - t| <= 3.0002u P,  so  |x - d| <= 3.0003u P + 2^-1074.
+ * The bound: Q = fl32(|p_a| + |p_b|) >= P (1 - 2.0001u)(1 - u) >= P (1 - 3.0002u), so
+ * P <= Q (1 + 3.0003u), and a = Q 2^-21 = 8u Q exceeds 3.001u Q + 2^-1074 >= |x - d|:
+ * when A r_a or B r_b is not 0 it is at least 2^-100 (r_a, r_b are 0 or at least 2^-100
+ * here), so Q >= 2^-101 and a is exact; when both are 0, x = d = 0 = Q. And a >= 2^-21 |x|,
+ * as |x| = fl32(|p_a + p_b|) <= Q (monotone rounding). The scales' ranges (checked once a
+ * call) keep every double product, sum and quotient finite and the products normal, and
+ * every float finite: |A k_a| <= 2^17 2^100. */
+static int add_fast_ok(const tte_add_s8_double_params *p, float *ka, float *kb)
+{
+    double ra, rb;
+    if (p->a_zero < -65536 || p->a_zero > 65536 || p->b_zero < -65536 || p->b_zero > 65536 ||
+        !in_range(p->a_scale, 0x1p-500, 0x1p500) || !in_range(p->b_scale, 0x1p-500, 0x1p500) ||
+        p->out_scale == 0.0 || !in_range(p->out_scale, 0x1p-500, 0x1p500))
+        return 0;
+    ra = p->a_scale / p->out_scale;
+    rb = p->b_scale / p->out_scale;
+    if (!in_range(ra, 0x1p-100, 0x1p100) || !in_range(rb, 0x1p-100, 0x1p100)) return 0;
+    *ka = (float)ra;
+    *kb = (float)rb;
+    return 1;
+}
+
+/* One element of the add decided in float (with add_fast_ok's ka, kb): 1 and *v, or 0. */
+static int add_f32(int32_t a, int32_t b, const tte_add_s8_double_params *p, float ka, float kb,
+                   int32_t *v)
+{
+    float pa = (float)(a - p->a_zero) * ka, pb = (float)(b - p->b_zero) * kb;
+    return round_if_clear(pa + pb, (fabsf(pa) + fabsf(pb)) * 0x1p-21f, p->out_zero, v);
+}
+#endif
+
 void tte_add_s8_double(const int8_t *a, const int8_t *b, int8_t *y, int32_t count,
                        tte_add_s8_double_params p, uint8_t *mask)
 {
     int32_t i;
-    for (i = 0; i < count; i++) {
-        double total = (double)((int32_t)a[i] - p.a_zero) * p.a_scale +
-                       (double)((int32_t)b[i] - p.b_zero) * p.b_scale;
-        int32_t v = rint_plus_zero(total / p.out_scale, p.out_zero);
-        y[i] = tte_clamp_s8_masked(v, p.act_min, p.act_max, mask, (size_t)i);
+#ifdef TTE_FAST_S8
+    float ka, kb;
+    if (add_fast_ok(&p, &ka, &kb)) {
+        for (i = 0; i < count; i++) {
+            int32_t v;
+            if (!add_f32(a[i], b[i], &p, ka, kb, &v)) v = add_f64(a[i], b[i], &p);
+            y[i] = tte_clamp_s8_masked(v, p.act_min, p.act_max, mask, (size_t)i);
+        }
+        return;
     }
+#endif
+    for (i = 0; i < count; i++)
+        y[i] = tte_clamp_s8_masked(add_f64(a[i], b[i], &p), p.act_min, p.act_max, mask,
+                                   (size_t)i);
 }
 
 void tte_quantize_s8(const float *x, int8_t *y, int32_t count, float scale, int32_t zero)

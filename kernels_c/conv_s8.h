@@ -23,6 +23,15 @@
  * output element i set when act_min <= v <= act_max: the clamp's gradient for training.
  * Double arithmetic must not be contracted into fused multiply-adds (-ffp-contract=off),
  * so that the half-even results equal the numpy reference bit for bit.
+ *
+ * Fast paths (off under TTE_SCALAR, which keeps the portable reference code on every
+ * target; conv_s8.c proves each one exact, tests/kernels/test_requant_fast.py and
+ * tests/test_int8_fast_paths.py check them against it):
+ * - the half-even rule in single precision with a proven error bound, falling back to the
+ *   double code where the bound cannot decide the rounding (cores with a single-precision
+ *   FPU and no double one do the double code in software, hundreds of instructions);
+ * - 1x1 convolutions as register tiles with the input offset hoisted (dsp_s8.h on
+ *   Cortex-M with the DSP extension, plain C elsewhere).
  */
 #ifndef TTE_CONV_S8_H
 #define TTE_CONV_S8_H
@@ -32,11 +41,16 @@
 
 /* Requantisation of an accumulator for output channel c: TFLite's fixed point
  * (multiplier, shift) or, when scale is not NULL, half-even rounding in double. The arrays
- * hold one entry per output channel, or one for all when per_channel is 0. */
+ * hold one entry per output channel, or one for all when per_channel is 0.
+ * scale_f (optional, half-even rule only): scale_f[k] == (float)scale[k], the float nearest
+ * the double (round to nearest even), each 0 or of magnitude in [2^-100, 2^100]; codegen
+ * emits it beside scale when every scale qualifies. It lets the kernels decide the rounding
+ * in single precision (bit for bit the double rule's result); NULL: double only. */
 typedef struct {
     const int32_t *multiplier, *shift;
     const double *scale;
     int32_t per_channel;
+    const float *scale_f;
 } tte_requant;
 
 /* v before the clamp, for output channel c (bias may be NULL). */

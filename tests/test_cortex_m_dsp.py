@@ -98,15 +98,15 @@ def _conv_case(rng, name, *, n=1, c=3, o=4, groups=1, hw=(5, 5), k=(3, 3), strid
     if half_even:
         scale = reals
         arrays["sc"] = scale
-        rq_c = "(tte_requant){NULL, NULL, @sc@, 1}"
+        rq_c = "(tte_requant){NULL, NULL, @sc@, 1, NULL}"
         rq = {"multiplier": ffi.NULL, "shift": ffi.NULL, "scale": _ptr(ffi, scale, "double"),
-              "per_channel": 1}
+              "per_channel": 1, "scale_f": ffi.NULL}
     else:
         ms = [ta.quantize_multiplier(r) for r in reals]
         mult = np.array([m for m, _ in ms], np.int32)
         shift = np.array([s for _, s in ms], np.int32)
         arrays.update(mult=mult, shift=shift)
-        rq_c = "(tte_requant){@mult@, @shift@, NULL, 1}"
+        rq_c = "(tte_requant){@mult@, @shift@, NULL, 1, NULL}"
         rq = {"multiplier": _ptr(ffi, mult, "int32_t"), "shift": _ptr(ffi, shift, "int32_t"),
               "scale": ffi.NULL, "per_channel": 1}
     if b is not None:
@@ -168,7 +168,7 @@ def _linear_case(rng, name, *, n, k, m, f_off, exact=False):
     if exact:
         assert np.mean(np.abs(y) < 127) > 0.9, name
     call = (f"tte_linear_s8(@x@, {n}, {k}, @w@, @bias@, @y@, {m}, "
-            f"(tte_requant){{@mult@, @shift@, NULL, 0}}, {f_off}, "
+            f"(tte_requant){{@mult@, @shift@, NULL, 0, NULL}}, {f_off}, "
             f"(tte_s8_params){{{in_off}, {out_off}, {lo}, 127}}, @mask@)")
     return Case(name, call, {"x": x, "w": w, "bias": b, "mult": mult, "shift": shift}, y, mask)
 
