@@ -326,6 +326,16 @@ static void grad_in_lanes(const float *gyn, const float *w, float *gxn, const ge
     }
 }
 
+/* grad_in_lanes over every input channel of every batch entry, one input channel per group
+ * (lanes with their own gy and weights) */
+static void grad_in_own(const float *gy, const float *w, float *gx, const geom *g)
+{
+    const size_t xsize = (size_t)g->xd.c * (size_t)g->xd.h * (size_t)g->xd.w;
+    const size_t ysize = (size_t)g->yd.c * (size_t)g->yd.h * (size_t)g->yd.w;
+    for (int32_t n = 0; n < g->xd.n; ++n)
+        grad_in_lanes(gy + (size_t)n * ysize, w, gx + (size_t)n * xsize, g, 0, g->xd.c, 1);
+}
+
 /* Which way a conv forward or input gradient goes, f16_rvv.c's rule (instruction counts of
  * its code fitted to QEMU's on mbv2_stack's layers; this file's code is the same but for the
  * element width) with this file's vector length: both ways are exact, this only picks the
@@ -433,9 +443,7 @@ int tte_rvv_conv2d_grad_input_f32(const float *gy, tte_dims4 yd, const float *w,
     }
     if (s.count == 0 && cg == 1
         && lanes_faster(&g, blocks, lane_sets(1, xd.c), (float)xplane, (float)og, taps)) {
-        for (int32_t n = 0; n < xd.n; ++n)
-            grad_in_lanes(gy + (size_t)n * (size_t)yd.c * yplane, w,
-                          gx + (size_t)n * (size_t)xd.c * xplane, &g, 0, xd.c, 1);
+        grad_in_own(gy, w, gx, &g);
         return 1;
     }
     tap_table t;
@@ -457,10 +465,7 @@ int tte_rvv_depthwise_grad_input_f32(const float *gy, tte_dims4 d, const float *
     if (p.kernel_h > MAX_TAPS || p.kernel_w > MAX_TAPS) return 0; /* the scalar path */
     if (gx != gy && s.count == 0
         && lanes_faster(&g, (float)d.c, lane_sets(1, d.c), (float)plane, 1.0f, taps)) {
-        /* not in place: every channel's plane straight into gx */
-        for (int32_t n = 0; n < d.n; ++n)
-            grad_in_lanes(gy + (size_t)n * (size_t)d.c * plane, w,
-                          gx + (size_t)n * (size_t)d.c * plane, &g, 0, d.c, 1);
+        grad_in_own(gy, w, gx, &g); /* not in place: every channel straight into gx */
         return 1;
     }
     tap_table t;

@@ -33,13 +33,12 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "benchmarks"))
 from models import MODELS, input_shape, num_classes  # noqa: E402
 from test_partial_weights import TINY_SCHEME, tiny  # noqa: E402
-from test_rv32_fp16 import geometry  # noqa: E402
+from test_rv32_fp16 import _bits, _samples, geometry  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("clang-16") and shutil.which("qemu-system-riscv32")),
     reason="clang-16 / qemu-system-riscv32 missing (`make toolchains`)")
 
-STEPS = 3
 OPT = {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}
 TARGET = "rv32v"
 SCALAR = ("TTE_SCALAR",)
@@ -66,19 +65,9 @@ def _program(case: str):
     return model, tte.compile(model, update=update, **{"optimizer": OPT, **options})
 
 
-def _samples(model):
-    rng = np.random.default_rng(0)
-    xs = rng.standard_normal((STEPS,) + input_shape(model)[1:]).astype(np.float32)
-    return xs, rng.integers(num_classes(model), size=STEPS).astype(np.int32)
-
-
-def _bits(params: dict) -> dict:
-    return {k: np.ascontiguousarray(v).view(np.uint8).copy() for k, v in params.items()}
-
-
 @functools.lru_cache(maxsize=None)
 def _run(case: str, target: str | None, defines: tuple[str, ...] = ()):
-    """(losses, parameter bytes) after STEPS steps."""
+    """(losses, parameter bytes) after test_rv32_fp16.STEPS steps."""
     model, prog = _program(case)
     xs, ys = _samples(model)
     if target is None:  # the host C, one sample at a time
