@@ -29,8 +29,7 @@ static int32_t rint_plus_zero(double v, int32_t zero)
     return (int32_t)v;
 }
 
-int8_t tte_clamp_s8_masked(int32_t v, int32_t act_min, int32_t act_max, uint8_t *mask,
-                           size_t i)
+static int8_t clamp_masked(int32_t v, int32_t act_min, int32_t act_max, uint8_t *mask, size_t i)
 {
     if (mask) {
         uint8_t bit = (uint8_t)(1u << (i & 7u));
@@ -42,15 +41,24 @@ int8_t tte_clamp_s8_masked(int32_t v, int32_t act_min, int32_t act_max, uint8_t 
     return clamp_s8(v, act_min, act_max);
 }
 
+int8_t tte_clamp_s8_masked(int32_t v, int32_t act_min, int32_t act_max, uint8_t *mask,
+                           size_t i)
+{
+    return clamp_masked(v, act_min, act_max, mask, i);
+}
+
 #ifndef TTE_SCALAR
 #define TTE_FAST_S8 /* the fast paths of this file (conv_s8.h); TTE_SCALAR: reference only */
 #endif
 
-/* The double code, out of line where it is the fast paths' rare fallback. */
+/* The double code, out of line where it is the fast paths' rare fallback; the fast paths'
+ * per-output steps inlined into their callers (which the compilers do not all choose). */
 #if defined(TTE_FAST_S8) && defined(__GNUC__)
 #define TTE_COLD __attribute__((noinline))
+#define TTE_INLINE __attribute__((always_inline)) inline
 #else
 #define TTE_COLD
+#define TTE_INLINE
 #endif
 
 /* ---- The half-even rule in single precision --------------------------------------------
@@ -104,7 +112,8 @@ int8_t tte_clamp_s8_masked(int32_t v, int32_t act_min, int32_t act_max, uint8_t 
  * bit for bit; the factor 2 of slack in a costs a fallback rate of about 2^-20 |x| (tests
  * measure it: ~0.015% of outputs in the int8 range).
  */
-static int round_if_clear(float x, float a, int32_t zero, int32_t *v)
+#ifdef TTE_FAST_S8
+static TTE_INLINE int round_if_clear(float x, float a, int32_t zero, int32_t *v)
 {
     float n = (x + 0x1.8p23f) - 0x1.8p23f, f = x - n;
     int32_t ni, sum;
@@ -117,7 +126,8 @@ static int round_if_clear(float x, float a, int32_t zero, int32_t *v)
 }
 
 /* The half-even rule for S = acc + bias decided in float (see above): 1 and *v, or 0. */
-static int half_even_f32(int32_t acc, int32_t bias, float scale_f, int32_t zero, int32_t *v)
+static TTE_INLINE int half_even_f32(int32_t acc, int32_t bias, float scale_f, int32_t zero,
+                                     int32_t *v)
 {
     int32_t s = (int32_t)((uint32_t)acc + (uint32_t)bias);
     float sf = (float)s, x;
@@ -126,14 +136,37 @@ static int half_even_f32(int32_t acc, int32_t bias, float scale_f, int32_t zero,
     x = sf * scale_f;
     return round_if_clear(x, fabsf(x) * 0x1p-21f, zero, v);
 }
+#endif
 
-/* One output channel's requantisation constants, looked up once per channel. */
+/* The double code of the half-even rule (out of line: the rare fallback of the fast one). */
+TTE_COLD static int32_t half_even_f64(int32_t acc, int32_t bias, double scale, int32_t zero)
+{
+    return rint_plus_zero(((double)acc + (double)bias) * scale, zero);
+}
+
+int32_t tte_requant_apply(const tte_requant *r, int32_t c, int32_t acc, const int32_t *bias,
+                          int32_t output_offset)
+{
+    int32_t k = r->per_channel ? c : 0, b = bias ? bias[c] : 0; /* (adding 0 is exact) */
+    if (r->scale) {
+#ifdef TTE_FAST_S8
+        int32_t v;
+        if (r->scale_f && half_even_f32(acc, b, r->scale_f[k], output_offset, &v)) return v;
+#endif
+        return half_even_f64(acc, b, r->scale[k], output_offset);
+    }
+    return wadd(tte_requantize(wadd(acc, b), r->multiplier[k], r->shift[k]), output_offset);
+}
+
+#ifdef TTE_FAST_S8
+/* One output channel's requantisation constants, looked up once per channel by the fast
+ * conv paths (tte_requant_apply's arithmetic, without the lookups per output). */
 typedef struct {
     int32_t bias, zero;      /* bias 0 when there is none: both rules add it exactly then */
     int32_t mult, shift;     /* TFLite rule */
     const double *scale;     /* half-even rule when not NULL */
     float scale_f;
-    int32_t fast;            /* scale_f given and the fast paths on */
+    int32_t fast;            /* scale_f given */
 } rq_chan;
 
 static rq_chan rq_prepare(const tte_requant *r, int32_t c, const int32_t *bias, int32_t zero)
@@ -145,24 +178,13 @@ static rq_chan rq_prepare(const tte_requant *r, int32_t c, const int32_t *bias, 
     ch.scale = r->scale ? r->scale + k : NULL;
     ch.mult = r->scale ? 0 : r->multiplier[k];
     ch.shift = r->scale ? 0 : r->shift[k];
-#ifdef TTE_FAST_S8
     ch.fast = r->scale && r->scale_f;
     ch.scale_f = ch.fast ? r->scale_f[k] : 0.0f;
-#else
-    ch.fast = 0;
-    ch.scale_f = 0.0f;
-#endif
     return ch;
 }
 
-/* The double code of the half-even rule (out of line: the rare fallback of the fast one). */
-TTE_COLD static int32_t half_even_f64(int32_t acc, int32_t bias, double scale, int32_t zero)
-{
-    return rint_plus_zero(((double)acc + (double)bias) * scale, zero);
-}
-
-/* v before the clamp (tte_requant_apply's value). */
-static int32_t rq_value(const rq_chan *ch, int32_t acc)
+/* v before the clamp, as tte_requant_apply's. */
+static TTE_INLINE int32_t rq_value(const rq_chan *ch, int32_t acc)
 {
     int32_t v;
     if (ch->scale) {
@@ -172,29 +194,20 @@ static int32_t rq_value(const rq_chan *ch, int32_t acc)
     return wadd(tte_requantize(wadd(acc, ch->bias), ch->mult, ch->shift), ch->zero);
 }
 
-int32_t tte_requant_apply(const tte_requant *r, int32_t c, int32_t acc, const int32_t *bias,
-                          int32_t output_offset)
+/* Shared by the fast conv paths below (DSP and portable): requantisation constants looked up
+ * once per output channel (rq_chan), weight rows of split 1x1 weights gathered. */
+
+#define PW_ROW 256 /* longest weight row a split pointwise weight gathers (on the stack) */
+
+/* Store the count outputs i, i+1, ... of one channel from their accumulators: requantise,
+ * clamp, mask bits. One call a run (a tile's row of pixels), its per-output steps inlined
+ * (TTE_INLINE) into its loop. */
+static void store_run(int8_t *y, size_t i, const rq_chan *ch, const int32_t *acc, int32_t count,
+                      const tte_s8_params *q, uint8_t *mask)
 {
-    rq_chan ch = rq_prepare(r, c, bias, output_offset);
-    return rq_value(&ch, acc);
-}
-
-#ifdef TTE_DSP_S8
-/* Cortex-M DSP paths of tte_conv2d_s8 and tte_linear_s8 (dsp_s8.h says why their sums equal
- * the scalar paths' bit for bit): the input offset leaves the inner loops as
- * input_offset * sum(w), and SMLAD multiplies two int8 lanes per instruction. Requantisation,
- * clamp and mask are the scalar path's (store_s8). Geometries they do not cover take the
- * scalar path. Their stack buffers below add up to about 0.8 KB over the scalar path's. */
-
-#define PW_ROW 256   /* longest weight row a split pointwise weight gathers (on the stack) */
-#define WIN_PACK 64  /* int16x2 words of one output channel's packed taps (on the stack) */
-
-/* Store output element i of channel o from its accumulator: requantise, clamp, mask bit. */
-static void store_s8(int8_t *y, size_t i, int32_t o, int32_t acc, const tte_requant *rq,
-                     const int32_t *bias, const tte_s8_params *q, uint8_t *mask)
-{
-    acc = tte_requant_apply(rq, o, acc, bias, q->output_offset);
-    y[i] = tte_clamp_s8_masked(acc, q->act_min, q->act_max, mask, i);
+    int32_t j;
+    for (j = 0; j < count; j++)
+        y[i + j] = clamp_masked(rq_value(ch, acc[j]), q->act_min, q->act_max, mask, i + j);
 }
 
 /* a * b modulo 2^32 */
@@ -202,6 +215,38 @@ static int32_t wmul(int32_t a, int32_t b)
 {
     return (int32_t)((uint32_t)a * (uint32_t)b);
 }
+
+/* Weight row of output channel o of a 1x1 convolution with c input channels: in w, or
+ * gathered into buf from a split weight. */
+static const int8_t *pw_row(const int8_t *w, const tte_split *s, int32_t o, int32_t c,
+                            int8_t *buf)
+{
+    int32_t ic;
+    if (!s->count) return w + (size_t)o * c;
+    for (ic = 0; ic < c; ic++) buf[ic] = *(const int8_t *)tte_split_block(w, s, 1, o, ic, c, 1);
+    return buf;
+}
+
+/* A 1x1 convolution the pointwise paths take: stride 1, no padding, one group, the output
+ * plane the input's, split weights no longer than PW_ROW, and (portable path) at most 2^16
+ * input channels, so that |sum of w x| <= 2^14 2^16 fits int32 without wrapping. */
+static int is_pointwise(tte_dims4 xd, tte_dims4 yd, const tte_window *p, const tte_split *s)
+{
+    return p->kernel_h == 1 && p->kernel_w == 1 && p->groups == 1 && p->stride_h == 1 &&
+           p->stride_w == 1 && p->pad_top == 0 && p->pad_left == 0 && yd.h == xd.h &&
+           yd.w == xd.w && (!s->count || xd.c <= PW_ROW) && xd.c <= 65536;
+}
+#endif
+
+#ifdef TTE_DSP_S8
+/* Cortex-M DSP paths of tte_conv2d_s8 and tte_linear_s8 (dsp_s8.h says why their sums equal
+ * the scalar paths' bit for bit): the input offset leaves the inner loops as
+ * input_offset * sum(w), and SMLAD multiplies two int8 lanes per instruction. Requantisation,
+ * clamp and mask are the shared ones (store_run, rq_value). Geometries they do not cover take
+ * the scalar path. Their stack buffers below add up to about 0.8 KB over the scalar path's. */
+
+#define WIN_PACK 64  /* int16x2 words of one output channel's packed taps (on the stack) */
+#define RUN 8        /* outputs of a row stored together */
 
 /* Sum of c int8 (|sum| <= 128 c: no overflow). */
 static int32_t dsp_sum_s8(const int8_t *v, int32_t c)
@@ -214,17 +259,6 @@ static int32_t dsp_sum_s8(const int8_t *v, int32_t c)
     }
     for (; k < c; k++) acc += v[k];
     return acc;
-}
-
-/* Weight row of output channel o of a 1x1 convolution with c input channels: in w, or
- * gathered into buf from a split weight. */
-static const int8_t *pw_row(const int8_t *w, const tte_split *s, int32_t o, int32_t c,
-                            int8_t *buf)
-{
-    int32_t ic;
-    if (!s->count) return w + (size_t)o * c;
-    for (ic = 0; ic < c; ic++) buf[ic] = *(const int8_t *)tte_split_block(w, s, 1, o, ic, c, 1);
-    return buf;
 }
 
 /* 1x1, stride 1, no padding, one group: y[o, p] = sum over k of w[o, k] * (x[k, p] + off)
@@ -250,6 +284,8 @@ static void conv_pointwise_dsp(const int8_t *x, tte_dims4 xd, const int8_t *w,
             const int8_t *w1 = two ? pw_row(w, s, o + 1, c, buf[1]) : w0;
             int32_t b0 = wmul(q->input_offset, dsp_sum_s8(w0, c));
             int32_t b1 = wmul(q->input_offset, dsp_sum_s8(w1, c));
+            rq_chan r0 = rq_prepare(rq, o, bias, q->output_offset);
+            rq_chan r1 = two ? rq_prepare(rq, o + 1, bias, q->output_offset) : r0;
             size_t y0 = yn + (size_t)o * hw, y1 = y0 + hw;
             for (p = 0; p + 2 <= hw; p += 2) {
                 int32_t a00 = b0, a01 = b0, a10 = b1, a11 = b1;
@@ -275,11 +311,14 @@ static void conv_pointwise_dsp(const int8_t *x, tte_dims4 xd, const int8_t *w,
                     a10 = wadd(a10, (int32_t)w1[k] * xp[0]);
                     a11 = wadd(a11, (int32_t)w1[k] * xp[1]);
                 }
-                store_s8(y, y0 + p, o, a00, rq, bias, q, mask);
-                store_s8(y, y0 + p + 1, o, a01, rq, bias, q, mask);
-                if (two) {
-                    store_s8(y, y1 + p, o + 1, a10, rq, bias, q, mask);
-                    store_s8(y, y1 + p + 1, o + 1, a11, rq, bias, q, mask);
+                {
+                    int32_t run[2][2];
+                    run[0][0] = a00;
+                    run[0][1] = a01;
+                    run[1][0] = a10;
+                    run[1][1] = a11;
+                    store_run(y, y0 + p, &r0, run[0], 2, q, mask);
+                    if (two) store_run(y, y1 + p, &r1, run[1], 2, q, mask);
                 }
             }
             if (p < hw) { /* the last pixel of an odd plane: its four channels gathered */
@@ -297,8 +336,8 @@ static void conv_pointwise_dsp(const int8_t *x, tte_dims4 xd, const int8_t *w,
                     a0 = wadd(a0, (int32_t)w0[k] * xp[0]);
                     a1 = wadd(a1, (int32_t)w1[k] * xp[0]);
                 }
-                store_s8(y, y0 + p, o, a0, rq, bias, q, mask);
-                if (two) store_s8(y, y1 + p, o + 1, a1, rq, bias, q, mask);
+                store_run(y, y0 + p, &r0, &a0, 1, q, mask);
+                if (two) store_run(y, y1 + p, &r1, &a1, 1, q, mask);
             }
         }
     }
@@ -393,8 +432,8 @@ static int conv_window_dsp(const int8_t *x, tte_dims4 xd, const int8_t *w, const
 {
     int32_t cg = xd.c / p->groups, og = yd.c / p->groups, kh = p->kernel_h, kw = p->kernel_w;
     int32_t quads = (kw + 3) / 4, rows = cg * kh, off = q->input_offset;
-    int32_t n, o, oy, ox, r, oy_a, oy_b, ox_a, ox_b;
-    int32_t pk[WIN_PACK], roff[WIN_PACK / 2];
+    int32_t n, o, oy, ox, r, oy_a, oy_b, ox_a, ox_b, nrun = 0;
+    int32_t pk[WIN_PACK], roff[WIN_PACK / 2], run[RUN];
     int8_t buf[WIN_PACK * 2];
     size_t hw = (size_t)xd.h * xd.w, total = (size_t)xd.n * xd.c * hw;
     if (p->dilation_w != 1 || rows * quads * 2 > WIN_PACK) return 0;
@@ -412,6 +451,7 @@ static int conv_window_dsp(const int8_t *x, tte_dims4 xd, const int8_t *w, const
             size_t yo = ((size_t)n * yd.c + o) * yd.h * yd.w;
             int32_t sum, base;
             const int8_t *taps = pack_taps(w, s, o, cg, p, quads, buf, pk, &sum);
+            rq_chan ch = rq_prepare(rq, o, bias, q->output_offset);
             /* a fast window's last word ends at xg + its first element + need */
             size_t need = (size_t)roff[rows - 1] + 4 * (size_t)quads, room = total - xoff;
             base = wmul(off, sum);
@@ -426,7 +466,12 @@ static int conv_window_dsp(const int8_t *x, tte_dims4 xd, const int8_t *w, const
                         acc = inner_acc(xg + at, roff, rows, quads, pk, base);
                     else
                         acc = border_acc(xg, xd, taps, cg, p, iy0, ylo, yhi, ix0, off);
-                    store_s8(y, yo + (size_t)oy * yd.w + ox, o, acc, rq, bias, q, mask);
+                    run[nrun++] = acc;
+                    if (nrun == RUN || ox == yd.w - 1) { /* outputs ox + 1 - nrun .. ox */
+                        store_run(y, yo + (size_t)oy * yd.w + (ox + 1 - nrun), &ch, run, nrun,
+                                  q, mask);
+                        nrun = 0;
+                    }
                 }
             }
         }
@@ -461,8 +506,94 @@ static void linear_dsp(const int8_t *x, int32_t n, int32_t k, const int8_t *w,
                 dot = wadd(dot, (int32_t)wj[i] * xb[i]);
                 wsum += wj[i];
             }
-            store_s8(y, (size_t)b * m + j, j,
-                     wadd(wadd(dot, wmul(q->input_offset, wsum)), xterm), rq, bias, q, mask);
+            rq_chan ch = rq_prepare(rq, j, bias, q->output_offset);
+            dot = wadd(wadd(dot, wmul(q->input_offset, wsum)), xterm);
+            store_run(y, (size_t)b * m + j, &ch, &dot, 1, q, mask);
+        }
+    }
+}
+#endif
+
+#if defined(TTE_FAST_S8) && !defined(TTE_DSP_S8)
+/* The portable fast path of a 1x1 convolution (is_pointwise) for cores without the DSP
+ * extension (rv32, rv32v, the host): the DSP path's restructuring in plain C. The generic
+ * window loop spends ~50 instructions a multiply-accumulate on bounds checks, split-weight
+ * lookups and the input offset; here
+ *   y[o, p] = input_offset * sum_k w[o, k] + sum_k w[o, k] x[k, p]
+ * with the first term once per output channel and the second in tiles of 2 output channels
+ * x 4 pixels: per input channel k, four bytes of x (one per pixel, consecutive) and two
+ * weights make eight products, each accumulator a register. Exact as the DSP path
+ * (dsp_s8.h, 4): sum w (x + off) = sum w x + off sum w in Z, hence modulo 2^32; the inner
+ * sums do not wrap (|w x| <= 2^14, at most 2^16 terms: is_pointwise), and the offset term
+ * and the final addition are taken modulo 2^32 (wmul, wadd) as the scalar path's sum is. */
+static int32_t sum_s8(const int8_t *v, int32_t c)
+{
+    int32_t k, acc = 0;
+    for (k = 0; k < c; k++) acc += v[k];
+    return acc;
+}
+
+static void conv_pointwise_tiles(const int8_t *x, tte_dims4 xd, const int8_t *w,
+                                 const int32_t *bias, int8_t *y, tte_dims4 yd,
+                                 const tte_requant *rq, const tte_s8_params *q, uint8_t *mask,
+                                 const tte_split *s)
+{
+    int32_t c = xd.c, n, o, k;
+    size_t hw = (size_t)yd.h * yd.w, p;
+    int8_t buf[2][PW_ROW];
+    for (n = 0; n < yd.n; n++) {
+        const int8_t *xn = x + (size_t)n * c * hw;
+        size_t yn = (size_t)n * yd.c * hw;
+        for (o = 0; o < yd.c; o += 2) {
+            int32_t two = o + 1 < yd.c; /* an odd last channel computes a dummy copy */
+            const int8_t *w0 = pw_row(w, s, o, c, buf[0]);
+            const int8_t *w1 = two ? pw_row(w, s, o + 1, c, buf[1]) : w0;
+            int32_t b0 = wmul(q->input_offset, sum_s8(w0, c));
+            int32_t b1 = wmul(q->input_offset, sum_s8(w1, c));
+            rq_chan r0 = rq_prepare(rq, o, bias, q->output_offset);
+            rq_chan r1 = two ? rq_prepare(rq, o + 1, bias, q->output_offset) : r0;
+            size_t y0 = yn + (size_t)o * hw, y1 = y0 + hw;
+            for (p = 0; p + 4 <= hw; p += 4) {
+                int32_t a00 = 0, a01 = 0, a02 = 0, a03 = 0, a10 = 0, a11 = 0, a12 = 0, a13 = 0;
+                const int8_t *xp = xn + p;
+                for (k = 0; k < c; k++, xp += hw) {
+                    int32_t x0 = xp[0], x1 = xp[1], x2 = xp[2], x3 = xp[3];
+                    int32_t v0 = w0[k], v1 = w1[k];
+                    a00 += v0 * x0;
+                    a01 += v0 * x1;
+                    a02 += v0 * x2;
+                    a03 += v0 * x3;
+                    a10 += v1 * x0;
+                    a11 += v1 * x1;
+                    a12 += v1 * x2;
+                    a13 += v1 * x3;
+                }
+                {
+                    int32_t run[2][4];
+                    run[0][0] = wadd(b0, a00);
+                    run[0][1] = wadd(b0, a01);
+                    run[0][2] = wadd(b0, a02);
+                    run[0][3] = wadd(b0, a03);
+                    run[1][0] = wadd(b1, a10);
+                    run[1][1] = wadd(b1, a11);
+                    run[1][2] = wadd(b1, a12);
+                    run[1][3] = wadd(b1, a13);
+                    store_run(y, y0 + p, &r0, run[0], 4, q, mask);
+                    if (two) store_run(y, y1 + p, &r1, run[1], 4, q, mask);
+                }
+            }
+            for (; p < hw; p++) { /* the last pixels of a plane not a multiple of four */
+                int32_t a0 = 0, a1 = 0;
+                const int8_t *xp = xn + p;
+                for (k = 0; k < c; k++, xp += hw) {
+                    a0 += w0[k] * xp[0];
+                    a1 += w1[k] * xp[0];
+                }
+                a0 = wadd(b0, a0);
+                a1 = wadd(b1, a1);
+                store_run(y, y0 + p, &r0, &a0, 1, q, mask);
+                if (two) store_run(y, y1 + p, &r1, &a1, 1, q, mask);
+            }
         }
     }
 }
@@ -477,13 +608,16 @@ void tte_conv2d_s8(const int8_t *x, tte_dims4 xd, const int8_t *w, const int32_t
     int32_t khw = p.kernel_h * p.kernel_w;
     int32_t n, o, oy, ox, ic, ky, kx;
 #ifdef TTE_DSP_S8
-    if (p.kernel_h == 1 && p.kernel_w == 1 && p.groups == 1 && p.stride_h == 1 &&
-        p.stride_w == 1 && p.pad_top == 0 && p.pad_left == 0 && yd.h == xd.h &&
-        yd.w == xd.w && (!s.count || xd.c <= PW_ROW)) {
+    if (is_pointwise(xd, yd, &p, &s)) {
         conv_pointwise_dsp(x, xd, w, bias, y, yd, &rq, &q, mask, &s);
         return;
     }
     if (conv_window_dsp(x, xd, w, bias, y, yd, &p, &rq, &q, mask, &s)) return;
+#elif defined(TTE_FAST_S8)
+    if (is_pointwise(xd, yd, &p, &s)) {
+        conv_pointwise_tiles(x, xd, w, bias, y, yd, &rq, &q, mask, &s);
+        return;
+    }
 #endif
     for (n = 0; n < yd.n; n++) {
         for (o = 0; o < yd.c; o++) {
@@ -612,8 +746,8 @@ static int add_fast_ok(const tte_add_s8_double_params *p, float *ka, float *kb)
 }
 
 /* One element of the add decided in float (with add_fast_ok's ka, kb): 1 and *v, or 0. */
-static int add_f32(int32_t a, int32_t b, const tte_add_s8_double_params *p, float ka, float kb,
-                   int32_t *v)
+static TTE_INLINE int add_f32(int32_t a, int32_t b, const tte_add_s8_double_params *p,
+                              float ka, float kb, int32_t *v)
 {
     float pa = (float)(a - p->a_zero) * ka, pb = (float)(b - p->b_zero) * kb;
     return round_if_clear(pa + pb, (fabsf(pa) + fabsf(pb)) * 0x1p-21f, p->out_zero, v);

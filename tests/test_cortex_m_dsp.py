@@ -240,9 +240,10 @@ def kernel_cases() -> list[Case]:
 
 
 def _c_array(name: str, a: np.ndarray) -> str:
-    ctype = {np.int8: "int8_t", np.int32: "int32_t", np.float64: "double",
+    ctype = {np.int8: "int8_t", np.int32: "int32_t", np.float64: "double", np.float32: "float",
              np.uint8: "uint8_t"}[a.dtype.type]
-    vals = ", ".join(repr(float(v)) if a.dtype == np.float64 else str(int(v))
+    suffix = "f" if a.dtype == np.float32 else ""  # (a float's repr is exact as a float too)
+    vals = ", ".join(repr(float(v)) + suffix if a.dtype.kind == "f" else str(int(v))
                      for v in a.reshape(-1))
     return f"static const {ctype} {name}[] = {{{vals}}};"
 
