@@ -216,6 +216,14 @@ static int32_t wmul(int32_t a, int32_t b)
     return (int32_t)((uint32_t)a * (uint32_t)b);
 }
 
+/* Sum of c int8 (|sum| <= 128 c: no overflow for c < 2^24). */
+static int32_t sum_s8(const int8_t *v, int32_t c)
+{
+    int32_t k, acc = 0;
+    for (k = 0; k < c; k++) acc += v[k];
+    return acc;
+}
+
 /* Weight row of output channel o of a 1x1 convolution with c input channels: in w, or
  * gathered into buf from a split weight. */
 static const int8_t *pw_row(const int8_t *w, const tte_split *s, int32_t o, int32_t c,
@@ -236,6 +244,15 @@ static int is_pointwise(tte_dims4 xd, tte_dims4 yd, const tte_window *p, const t
            p->stride_w == 1 && p->pad_top == 0 && p->pad_left == 0 && yd.h == xd.h &&
            yd.w == xd.w && (!s->count || xd.c <= PW_ROW) && xd.c <= 65536;
 }
+
+/* Output channels o and o + 1 of a 1x1 convolution, as pw_plane (one per path) takes them:
+ * weight rows, input_offset * sum(w) (mod 2^32) and requantisation constants; without an
+ * o + 1 (two == 0) channel o's copy is computed and not stored. */
+typedef struct {
+    const int8_t *w0, *w1;
+    int32_t b0, b1, two;
+    rq_chan r0, r1;
+} pw_pair;
 #endif
 
 #ifdef TTE_DSP_S8
@@ -248,7 +265,7 @@ static int is_pointwise(tte_dims4 xd, tte_dims4 yd, const tte_window *p, const t
 #define WIN_PACK 64  /* int16x2 words of one output channel's packed taps (on the stack) */
 #define RUN 8        /* outputs of a row stored together */
 
-/* Sum of c int8 (|sum| <= 128 c: no overflow). */
+/* sum_s8 four bytes a word. */
 static int32_t dsp_sum_s8(const int8_t *v, int32_t c)
 {
     int32_t k, acc = 0;
@@ -257,8 +274,7 @@ static int32_t dsp_sum_s8(const int8_t *v, int32_t c)
         acc = tte_dsp_smlad(tte_dsp_even(q), 0x00010001, acc);
         acc = tte_dsp_smlad(tte_dsp_odd(q), 0x00010001, acc);
     }
-    for (; k < c; k++) acc += v[k];
-    return acc;
+    return acc + sum_s8(v + k, c - k);
 }
 
 /* 1x1, stride 1, no padding, one group: y[o, p] = sum over k of w[o, k] * (x[k, p] + off)
@@ -267,79 +283,63 @@ static int32_t dsp_sum_s8(const int8_t *v, int32_t c)
  *   v02 = (x[k, p], x[k, p+1], x[k+2, p], x[k+2, p+1]),  v13 likewise for k+1, k+3,
  * whose even bytes are pixel p's lanes (x[k], x[k+2]) / (x[k+1], x[k+3]) and odd bytes
  * pixel p+1's; one word of w[o, k..k+3] gives the matching (w[k], w[k+2]), (w[k+1], w[k+3]). */
-static void conv_pointwise_dsp(const int8_t *x, tte_dims4 xd, const int8_t *w,
-                               const int32_t *bias, int8_t *y, tte_dims4 yd,
-                               const tte_requant *rq, const tte_s8_params *q, uint8_t *mask,
-                               const tte_split *s)
+static void pw_plane(const int8_t *xn, size_t hw, int32_t c, const pw_pair *pp, int8_t *y,
+                     size_t y0, const tte_s8_params *q, uint8_t *mask)
 {
-    int32_t c = xd.c, n, o, k;
-    size_t hw = (size_t)yd.h * yd.w, p;
-    int8_t buf[2][PW_ROW];
-    for (n = 0; n < yd.n; n++) {
-        const int8_t *xn = x + (size_t)n * c * hw;
-        size_t yn = (size_t)n * yd.c * hw;
-        for (o = 0; o < yd.c; o += 2) {
-            int32_t two = o + 1 < yd.c; /* an odd last channel computes a dummy copy */
-            const int8_t *w0 = pw_row(w, s, o, c, buf[0]);
-            const int8_t *w1 = two ? pw_row(w, s, o + 1, c, buf[1]) : w0;
-            int32_t b0 = wmul(q->input_offset, dsp_sum_s8(w0, c));
-            int32_t b1 = wmul(q->input_offset, dsp_sum_s8(w1, c));
-            rq_chan r0 = rq_prepare(rq, o, bias, q->output_offset);
-            rq_chan r1 = two ? rq_prepare(rq, o + 1, bias, q->output_offset) : r0;
-            size_t y0 = yn + (size_t)o * hw, y1 = y0 + hw;
-            for (p = 0; p + 2 <= hw; p += 2) {
-                int32_t a00 = b0, a01 = b0, a10 = b1, a11 = b1;
-                const int8_t *xp = xn + p;
-                for (k = 0; k + 4 <= c; k += 4, xp += 4 * hw) {
-                    uint32_t v02 = tte_dsp_load2(xp) | tte_dsp_load2(xp + 2 * hw) << 16;
-                    uint32_t v13 = tte_dsp_load2(xp + hw) | tte_dsp_load2(xp + 3 * hw) << 16;
-                    int32_t e0 = tte_dsp_even(v02), e1 = tte_dsp_odd(v02);
-                    int32_t d0 = tte_dsp_even(v13), d1 = tte_dsp_odd(v13);
-                    uint32_t wq = tte_dsp_load4(w0 + k);
-                    int32_t we = tte_dsp_even(wq), wd = tte_dsp_odd(wq);
-                    a00 = tte_dsp_smlad(d0, wd, tte_dsp_smlad(e0, we, a00));
-                    a01 = tte_dsp_smlad(d1, wd, tte_dsp_smlad(e1, we, a01));
-                    wq = tte_dsp_load4(w1 + k);
-                    we = tte_dsp_even(wq);
-                    wd = tte_dsp_odd(wq);
-                    a10 = tte_dsp_smlad(d0, wd, tte_dsp_smlad(e0, we, a10));
-                    a11 = tte_dsp_smlad(d1, wd, tte_dsp_smlad(e1, we, a11));
-                }
-                for (; k < c; k++, xp += hw) {
-                    a00 = wadd(a00, (int32_t)w0[k] * xp[0]);
-                    a01 = wadd(a01, (int32_t)w0[k] * xp[1]);
-                    a10 = wadd(a10, (int32_t)w1[k] * xp[0]);
-                    a11 = wadd(a11, (int32_t)w1[k] * xp[1]);
-                }
-                {
-                    int32_t run[2][2];
-                    run[0][0] = a00;
-                    run[0][1] = a01;
-                    run[1][0] = a10;
-                    run[1][1] = a11;
-                    store_run(y, y0 + p, &r0, run[0], 2, q, mask);
-                    if (two) store_run(y, y1 + p, &r1, run[1], 2, q, mask);
-                }
-            }
-            if (p < hw) { /* the last pixel of an odd plane: its four channels gathered */
-                int32_t a0 = b0, a1 = b1;
-                const int8_t *xp = xn + p;
-                for (k = 0; k + 4 <= c; k += 4, xp += 4 * hw) {
-                    uint32_t v = tte_dsp_bytes(xp[0], xp[hw], xp[2 * hw], xp[3 * hw]);
-                    int32_t e = tte_dsp_even(v), d = tte_dsp_odd(v);
-                    uint32_t wq = tte_dsp_load4(w0 + k);
-                    a0 = tte_dsp_smlad(d, tte_dsp_odd(wq), tte_dsp_smlad(e, tte_dsp_even(wq), a0));
-                    wq = tte_dsp_load4(w1 + k);
-                    a1 = tte_dsp_smlad(d, tte_dsp_odd(wq), tte_dsp_smlad(e, tte_dsp_even(wq), a1));
-                }
-                for (; k < c; k++, xp += hw) {
-                    a0 = wadd(a0, (int32_t)w0[k] * xp[0]);
-                    a1 = wadd(a1, (int32_t)w1[k] * xp[0]);
-                }
-                store_run(y, y0 + p, &r0, &a0, 1, q, mask);
-                if (two) store_run(y, y1 + p, &r1, &a1, 1, q, mask);
-            }
+    const int8_t *w0 = pp->w0, *w1 = pp->w1;
+    int32_t b0 = pp->b0, b1 = pp->b1, two = pp->two, k;
+    size_t y1 = y0 + hw, p;
+    for (p = 0; p + 2 <= hw; p += 2) {
+        int32_t a00 = b0, a01 = b0, a10 = b1, a11 = b1;
+        const int8_t *xp = xn + p;
+        for (k = 0; k + 4 <= c; k += 4, xp += 4 * hw) {
+            uint32_t v02 = tte_dsp_load2(xp) | tte_dsp_load2(xp + 2 * hw) << 16;
+            uint32_t v13 = tte_dsp_load2(xp + hw) | tte_dsp_load2(xp + 3 * hw) << 16;
+            int32_t e0 = tte_dsp_even(v02), e1 = tte_dsp_odd(v02);
+            int32_t d0 = tte_dsp_even(v13), d1 = tte_dsp_odd(v13);
+            uint32_t wq = tte_dsp_load4(w0 + k);
+            int32_t we = tte_dsp_even(wq), wd = tte_dsp_odd(wq);
+            a00 = tte_dsp_smlad(d0, wd, tte_dsp_smlad(e0, we, a00));
+            a01 = tte_dsp_smlad(d1, wd, tte_dsp_smlad(e1, we, a01));
+            wq = tte_dsp_load4(w1 + k);
+            we = tte_dsp_even(wq);
+            wd = tte_dsp_odd(wq);
+            a10 = tte_dsp_smlad(d0, wd, tte_dsp_smlad(e0, we, a10));
+            a11 = tte_dsp_smlad(d1, wd, tte_dsp_smlad(e1, we, a11));
         }
+        for (; k < c; k++, xp += hw) {
+            a00 = wadd(a00, (int32_t)w0[k] * xp[0]);
+            a01 = wadd(a01, (int32_t)w0[k] * xp[1]);
+            a10 = wadd(a10, (int32_t)w1[k] * xp[0]);
+            a11 = wadd(a11, (int32_t)w1[k] * xp[1]);
+        }
+        {
+            int32_t run[2][2];
+            run[0][0] = a00;
+            run[0][1] = a01;
+            run[1][0] = a10;
+            run[1][1] = a11;
+            store_run(y, y0 + p, &pp->r0, run[0], 2, q, mask);
+            if (two) store_run(y, y1 + p, &pp->r1, run[1], 2, q, mask);
+        }
+    }
+    if (p < hw) { /* the last pixel of an odd plane: its four channels gathered */
+        int32_t a0 = b0, a1 = b1;
+        const int8_t *xp = xn + p;
+        for (k = 0; k + 4 <= c; k += 4, xp += 4 * hw) {
+            uint32_t v = tte_dsp_bytes(xp[0], xp[hw], xp[2 * hw], xp[3 * hw]);
+            int32_t e = tte_dsp_even(v), d = tte_dsp_odd(v);
+            uint32_t wq = tte_dsp_load4(w0 + k);
+            a0 = tte_dsp_smlad(d, tte_dsp_odd(wq), tte_dsp_smlad(e, tte_dsp_even(wq), a0));
+            wq = tte_dsp_load4(w1 + k);
+            a1 = tte_dsp_smlad(d, tte_dsp_odd(wq), tte_dsp_smlad(e, tte_dsp_even(wq), a1));
+        }
+        for (; k < c; k++, xp += hw) {
+            a0 = wadd(a0, (int32_t)w0[k] * xp[0]);
+            a1 = wadd(a1, (int32_t)w1[k] * xp[0]);
+        }
+        store_run(y, y0 + p, &pp->r0, &a0, 1, q, mask);
+        if (two) store_run(y, y1 + p, &pp->r1, &a1, 1, q, mask);
     }
 }
 
@@ -526,74 +526,83 @@ static void linear_dsp(const int8_t *x, int32_t n, int32_t k, const int8_t *w,
  * (dsp_s8.h, 4): sum w (x + off) = sum w x + off sum w in Z, hence modulo 2^32; the inner
  * sums do not wrap (|w x| <= 2^14, at most 2^16 terms: is_pointwise), and the offset term
  * and the final addition are taken modulo 2^32 (wmul, wadd) as the scalar path's sum is. */
-static int32_t sum_s8(const int8_t *v, int32_t c)
+static void pw_plane(const int8_t *xn, size_t hw, int32_t c, const pw_pair *pp, int8_t *y,
+                     size_t y0, const tte_s8_params *q, uint8_t *mask)
 {
-    int32_t k, acc = 0;
-    for (k = 0; k < c; k++) acc += v[k];
-    return acc;
+    const int8_t *w0 = pp->w0, *w1 = pp->w1;
+    int32_t b0 = pp->b0, b1 = pp->b1, two = pp->two, k;
+    size_t y1 = y0 + hw, p;
+    for (p = 0; p + 4 <= hw; p += 4) {
+        int32_t a00 = 0, a01 = 0, a02 = 0, a03 = 0, a10 = 0, a11 = 0, a12 = 0, a13 = 0;
+        const int8_t *xp = xn + p;
+        for (k = 0; k < c; k++, xp += hw) {
+            int32_t x0 = xp[0], x1 = xp[1], x2 = xp[2], x3 = xp[3];
+            int32_t v0 = w0[k], v1 = w1[k];
+            a00 += v0 * x0;
+            a01 += v0 * x1;
+            a02 += v0 * x2;
+            a03 += v0 * x3;
+            a10 += v1 * x0;
+            a11 += v1 * x1;
+            a12 += v1 * x2;
+            a13 += v1 * x3;
+        }
+        {
+            int32_t run[2][4];
+            run[0][0] = wadd(b0, a00);
+            run[0][1] = wadd(b0, a01);
+            run[0][2] = wadd(b0, a02);
+            run[0][3] = wadd(b0, a03);
+            run[1][0] = wadd(b1, a10);
+            run[1][1] = wadd(b1, a11);
+            run[1][2] = wadd(b1, a12);
+            run[1][3] = wadd(b1, a13);
+            store_run(y, y0 + p, &pp->r0, run[0], 4, q, mask);
+            if (two) store_run(y, y1 + p, &pp->r1, run[1], 4, q, mask);
+        }
+    }
+    for (; p < hw; p++) { /* the last pixels of a plane not a multiple of four */
+        int32_t a0 = 0, a1 = 0;
+        const int8_t *xp = xn + p;
+        for (k = 0; k < c; k++, xp += hw) {
+            a0 += w0[k] * xp[0];
+            a1 += w1[k] * xp[0];
+        }
+        a0 = wadd(b0, a0);
+        a1 = wadd(b1, a1);
+        store_run(y, y0 + p, &pp->r0, &a0, 1, q, mask);
+        if (two) store_run(y, y1 + p, &pp->r1, &a1, 1, q, mask);
+    }
 }
+#endif
 
-static void conv_pointwise_tiles(const int8_t *x, tte_dims4 xd, const int8_t *w,
-                                 const int32_t *bias, int8_t *y, tte_dims4 yd,
-                                 const tte_requant *rq, const tte_s8_params *q, uint8_t *mask,
-                                 const tte_split *s)
+#ifdef TTE_FAST_S8
+/* The 1x1 paths' walk (is_pointwise): per image and pair of output channels, the pair's
+ * weight rows, offset terms and requantisation constants, then the plane's tiles. */
+static void conv_pointwise(const int8_t *x, tte_dims4 xd, const int8_t *w, const int32_t *bias,
+                           int8_t *y, tte_dims4 yd, const tte_requant *rq,
+                           const tte_s8_params *q, uint8_t *mask, const tte_split *s)
 {
-    int32_t c = xd.c, n, o, k;
-    size_t hw = (size_t)yd.h * yd.w, p;
+    int32_t c = xd.c, n, o;
+    size_t hw = (size_t)yd.h * yd.w;
     int8_t buf[2][PW_ROW];
+    pw_pair pp;
     for (n = 0; n < yd.n; n++) {
-        const int8_t *xn = x + (size_t)n * c * hw;
-        size_t yn = (size_t)n * yd.c * hw;
         for (o = 0; o < yd.c; o += 2) {
-            int32_t two = o + 1 < yd.c; /* an odd last channel computes a dummy copy */
-            const int8_t *w0 = pw_row(w, s, o, c, buf[0]);
-            const int8_t *w1 = two ? pw_row(w, s, o + 1, c, buf[1]) : w0;
-            int32_t b0 = wmul(q->input_offset, sum_s8(w0, c));
-            int32_t b1 = wmul(q->input_offset, sum_s8(w1, c));
-            rq_chan r0 = rq_prepare(rq, o, bias, q->output_offset);
-            rq_chan r1 = two ? rq_prepare(rq, o + 1, bias, q->output_offset) : r0;
-            size_t y0 = yn + (size_t)o * hw, y1 = y0 + hw;
-            for (p = 0; p + 4 <= hw; p += 4) {
-                int32_t a00 = 0, a01 = 0, a02 = 0, a03 = 0, a10 = 0, a11 = 0, a12 = 0, a13 = 0;
-                const int8_t *xp = xn + p;
-                for (k = 0; k < c; k++, xp += hw) {
-                    int32_t x0 = xp[0], x1 = xp[1], x2 = xp[2], x3 = xp[3];
-                    int32_t v0 = w0[k], v1 = w1[k];
-                    a00 += v0 * x0;
-                    a01 += v0 * x1;
-                    a02 += v0 * x2;
-                    a03 += v0 * x3;
-                    a10 += v1 * x0;
-                    a11 += v1 * x1;
-                    a12 += v1 * x2;
-                    a13 += v1 * x3;
-                }
-                {
-                    int32_t run[2][4];
-                    run[0][0] = wadd(b0, a00);
-                    run[0][1] = wadd(b0, a01);
-                    run[0][2] = wadd(b0, a02);
-                    run[0][3] = wadd(b0, a03);
-                    run[1][0] = wadd(b1, a10);
-                    run[1][1] = wadd(b1, a11);
-                    run[1][2] = wadd(b1, a12);
-                    run[1][3] = wadd(b1, a13);
-                    store_run(y, y0 + p, &r0, run[0], 4, q, mask);
-                    if (two) store_run(y, y1 + p, &r1, run[1], 4, q, mask);
-                }
-            }
-            for (; p < hw; p++) { /* the last pixels of a plane not a multiple of four */
-                int32_t a0 = 0, a1 = 0;
-                const int8_t *xp = xn + p;
-                for (k = 0; k < c; k++, xp += hw) {
-                    a0 += w0[k] * xp[0];
-                    a1 += w1[k] * xp[0];
-                }
-                a0 = wadd(b0, a0);
-                a1 = wadd(b1, a1);
-                store_run(y, y0 + p, &r0, &a0, 1, q, mask);
-                if (two) store_run(y, y1 + p, &r1, &a1, 1, q, mask);
-            }
+            pp.two = o + 1 < yd.c;
+            pp.w0 = pw_row(w, s, o, c, buf[0]);
+            pp.w1 = pp.two ? pw_row(w, s, o + 1, c, buf[1]) : pp.w0;
+#ifdef TTE_DSP_S8
+            pp.b0 = wmul(q->input_offset, dsp_sum_s8(pp.w0, c));
+            pp.b1 = wmul(q->input_offset, dsp_sum_s8(pp.w1, c));
+#else
+            pp.b0 = wmul(q->input_offset, sum_s8(pp.w0, c));
+            pp.b1 = wmul(q->input_offset, sum_s8(pp.w1, c));
+#endif
+            pp.r0 = rq_prepare(rq, o, bias, q->output_offset);
+            pp.r1 = pp.two ? rq_prepare(rq, o + 1, bias, q->output_offset) : pp.r0;
+            pw_plane(x + (size_t)n * c * hw, hw, c, &pp, y, ((size_t)n * yd.c + o) * hw, q,
+                     mask);
         }
     }
 }
@@ -607,17 +616,14 @@ void tte_conv2d_s8(const int8_t *x, tte_dims4 xd, const int8_t *w, const int32_t
     int32_t og = yd.c / p.groups; /* output channels per group */
     int32_t khw = p.kernel_h * p.kernel_w;
     int32_t n, o, oy, ox, ic, ky, kx;
+#ifdef TTE_FAST_S8
+    if (is_pointwise(xd, yd, &p, &s)) {
+        conv_pointwise(x, xd, w, bias, y, yd, &rq, &q, mask, &s);
+        return;
+    }
+#endif
 #ifdef TTE_DSP_S8
-    if (is_pointwise(xd, yd, &p, &s)) {
-        conv_pointwise_dsp(x, xd, w, bias, y, yd, &rq, &q, mask, &s);
-        return;
-    }
     if (conv_window_dsp(x, xd, w, bias, y, yd, &p, &rq, &q, mask, &s)) return;
-#elif defined(TTE_FAST_S8)
-    if (is_pointwise(xd, yd, &p, &s)) {
-        conv_pointwise_tiles(x, xd, w, bias, y, yd, &rq, &q, mask, &s);
-        return;
-    }
 #endif
     for (n = 0; n < yd.n; n++) {
         for (o = 0; o < yd.c; o++) {

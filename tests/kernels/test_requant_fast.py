@@ -21,6 +21,7 @@ The fallback rate (outputs left to the double code) is printed (pytest -s).
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -86,12 +87,9 @@ void hx_apply(const int32_t *acc, const int32_t *bias, const double *scale,
 int32_t hx_add_decide(const int8_t *a, const int8_t *b, int32_t n,
                       const tte_add_s8_double_params *p, int32_t *v, uint8_t *decided);
 """
-CDEF = """
-typedef struct {
-    double a_scale, b_scale, out_scale;
-    int32_t a_zero, b_zero, out_zero;
-    int32_t act_min, act_max;
-} tte_add_s8_double_params;
+# the add's parameter struct and kernel, as conv_s8.h declares them
+CDEF = re.search(r"typedef struct \{[^}]*\} tte_add_s8_double_params;",
+                 (KERNELS_DIR / "conv_s8.h").read_text()).group(0) + """
 void tte_add_s8_double(const int8_t *a, const int8_t *b, int8_t *y, int32_t count,
                        tte_add_s8_double_params p, uint8_t *mask);
 """ + HX
