@@ -11,7 +11,8 @@ the IR (OpDef.macs). Three tables:
    full, its forward, input gradient and weight gradient (fused with its SGD update). On
    the scalar core (rv32): fp32, fp16 on the portable path (TTE_SCALAR: float arithmetic and
    conversions) and fp16 on packed pairs (v2f16, native Zfh); on the vector core (rv32v):
-   fp32 and fp16 on RVV. Each is set beside fp32 on the same core.
+   fp32 and fp16 on RVV. Each is set beside fp32 on the same core. Two layer sizes: 16
+   channels on 16x16 and 32 channels on 32x32 (CONV_SHAPES says why).
 2. Whole steps per target: instructions, MACs, MAC per instruction, and the linked ELF's
    flash and SRAM beside report.json's (the ELF adds code, newlib/picolibc and the stack).
 3. Per layer kind and direction for MCUNet-5FPS (int8, "49kb" scheme) on the Cortex-M4,
@@ -44,20 +45,24 @@ MCUNET = MODELS / "mcu_imagenet" / "mcunet-5fps.pkl"
 SCHEME = ROOT / "tte" / "schemes" / "mcunet-5fps-49kb.json"
 KWS = MODELS / "mlperf_tiny" / "kws_ref_model.tflite"
 PULP_SPEEDUP = 1.72
+# QEMU counts a vector instruction as one whatever its lanes (VLEN 128, LMUL 4: 16 floats or
+# 32 halves), so fp16's gain shows where a layer has more outputs than fp32's lanes hold
+CONV_SHAPES = ((16, 16), (32, 32))
 STEPS = 2
 OPT = {"lr": 0.01}
 
 
-def conv_cnn(seed: int = 0) -> onnx.ModelProto:
-    """x[1,8,16,16] -> conv 3x3 8->16 -> relu -> conv 3x3 16->16 -> relu -> mean -> linear 10."""
+def conv_cnn(channels: int = 16, hw: int = 16, seed: int = 0) -> onnx.ModelProto:
+    """x[1,8,hw,hw] -> conv 3x3 8->C -> relu -> conv 3x3 C->C -> relu -> mean -> linear 10."""
     rng = np.random.default_rng(seed)
+    c = channels
 
     def init(name, shape, fan_in):
         return numpy_helper.from_array(
             rng.normal(0, (2 / fan_in) ** 0.5, shape).astype(np.float32), name)
-    inits = [init("w1", (16, 8, 3, 3), 72), init("b1", (16,), 72),
-             init("w2", (16, 16, 3, 3), 144), init("b2", (16,), 144),
-             init("w3", (10, 16), 16), init("b3", (10,), 16)]
+    inits = [init("w1", (c, 8, 3, 3), 72), init("b1", (c,), 72),
+             init("w2", (c, c, 3, 3), 9 * c), init("b2", (c,), 9 * c),
+             init("w3", (10, c), c), init("b3", (10,), c)]
     conv = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
     nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], **conv),
              helper.make_node("Relu", ["c1"], ["r1"]),
@@ -68,7 +73,7 @@ def conv_cnn(seed: int = 0) -> onnx.ModelProto:
              helper.make_node("Gemm", ["f", "w3", "b3"], ["y"], transB=1)]
     graph = helper.make_graph(nodes, "conv_cnn",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                             [1, 8, 16, 16])],
+                                                             [1, 8, hw, hw])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
                               inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
@@ -92,7 +97,7 @@ def profile(prog: tte.Program, target: str, defines: tuple[str, ...] = ()):
     return run
 
 
-def conv_step_table() -> tuple[list[str], list[dict]]:
+def conv_step_table(channels: int, hw: int) -> tuple[list[str], list[dict]]:
     builds = [("fp32 scalar", "rv32", "fp32", ()),
               ("fp16 portable (TTE_SCALAR)", "rv32", "fp16", ("TTE_SCALAR",)),
               ("fp16 v2f16 on Zfh", "rv32", "fp16", ()),
@@ -104,7 +109,7 @@ def conv_step_table() -> tuple[list[str], list[dict]]:
                 continue  # one fp32 row per core
             kwargs = {"precision": "fp16", "accumulate": accumulate} if precision == "fp16" \
                 else {}
-            prog = tte.compile(conv_cnn(), update="full", optimizer=OPT, **kwargs)
+            prog = tte.compile(conv_cnn(channels, hw), update="full", optimizer=OPT, **kwargs)
             run = profile(prog, target, defines)
             g = prog.training_graph
             # conv2 = the convolution that reads w2, and the gradients that read or update it
@@ -211,7 +216,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="MCUNet at 64x64 without patches")
     args = ap.parse_args()
-    conv_lines, conv = conv_step_table()
+    conv_lines, conv = [], []
+    for channels, hw in CONV_SHAPES:
+        lines, rows = conv_step_table(channels, hw)
+        conv_lines += [f"### conv 3x3, {channels} -> {channels} channels, {hw}x{hw} map", "",
+                       *lines, ""]
+        conv += [{"channels": channels, "hw": hw, **r} for r in rows]
     step_lines, steps = whole_step_table(args.quick)
     text = "\n".join(["# Instructions per training step on the MCU targets", "",
                       "Reproduce: `python benchmarks/mcu_cost.py` (QEMU 7.2, -icount shift=0).",

@@ -14,9 +14,7 @@ values): the header's half multiply-add (native Zfh, or TTE_SCALAR's float with 
 against numpy, and on rv32v the RVV half (vfmul, vfadd) and float (vfwmacc, vfncvt) forms
 against the scalar ones, bit for bit.
 
-test_instruction_counts prints (does not assert) the retired instructions (minstret under
--icount shift=0) of the conv forward, input-gradient and weight-gradient nodes for fp32,
-fp16 scalar, fp16 Zfh/v2f16 (rv32) and fp16 RVV (rv32v).
+Instruction counts of these paths: benchmarks/mcu_cost.py.
 """
 from __future__ import annotations
 
@@ -94,21 +92,21 @@ def _bits(params: dict) -> dict:
 @functools.lru_cache(maxsize=None)
 def _run(case: str, precision: str, accumulate: str, target: str | None,
          defines: tuple[str, ...] = ()):
-    """(losses, parameter bytes, node instructions or None) after STEPS steps."""
+    """(losses, parameter bytes) after STEPS steps."""
     model, prog = _program(case, precision, accumulate)
     xs, ys = _samples(model)
     if target is None:  # the host C, one sample at a time
         r = prog.build()
         xh = xs.astype(np.float16) if precision == "fp16" else xs
         losses = np.array([r.train_step(x[None], int(y)) for x, y in zip(xh, ys)], np.float32)
-        return losses, _bits(r.params()), None
-    r = prog.build(target=target, profile=True, defines=defines)
+        return losses, _bits(r.params())
+    r = prog.build(target=target, defines=defines)
     losses = r.train_steps(xs, ys)
-    return np.asarray(losses, np.float32), _bits(r.params()), r.result.node_instructions
+    return np.asarray(losses, np.float32), _bits(r.params())
 
 
 def _assert_same(a, b, what: str) -> None:
-    (la, pa, _), (lb, pb, _) = a, b
+    (la, pa), (lb, pb) = a, b
     assert la.view(np.uint32).tolist() == lb.view(np.uint32).tolist(), f"{what}: losses"
     assert pa.keys() == pb.keys()
     for k in pa:
@@ -134,39 +132,6 @@ def test_fast_paths_equal_scalar_and_host(case, accumulate):
     assert any(not np.array_equal(init[k], host[1][k]) for k in init)
 
 
-CONV_NODES = {"conv2d": "forward", "conv2d_grad_input": "input grad",
-              "depthwise_grad_input": "input grad", "conv2d_grad_weight": "weight grad",
-              "conv2d_grad_weight_sgd": "weight grad"}
-
-
-def _conv_counts(case: str, precision: str, accumulate: str, target: str,
-                 defines: tuple[str, ...] = ()) -> dict[str, int]:
-    _, prog = _program(case, precision, accumulate)
-    nodes = _run(case, precision, accumulate, target, defines)[2]
-    out = dict.fromkeys(dict.fromkeys(CONV_NODES.values()), 0)
-    for i, node in enumerate(prog.training_graph.nodes):
-        if node.op in CONV_NODES:
-            out[CONV_NODES[node.op]] += nodes[i]
-    return out
-
-
-@pytest.mark.parametrize("case", ["lenet", "dwsep", "geometry"])
-def test_instruction_counts(case):
-    """Printed, not asserted: instructions of one training step's conv nodes (per direction,
-    summed over the model's convolutions), and fp16's speed-up over fp32 on the same core."""
-    rows = {"fp32 rv32": _conv_counts(case, "fp32", "fp32", "rv32")}
-    for acc in ("fp16", "fp32"):
-        rows[f"fp16/{acc} scalar rv32"] = _conv_counts(case, "fp16", acc, "rv32", ("TTE_SCALAR",))
-        rows[f"fp16/{acc} Zfh+v2f16 rv32"] = _conv_counts(case, "fp16", acc, "rv32")
-        rows[f"fp16/{acc} RVV rv32v"] = _conv_counts(case, "fp16", acc, "rv32v")
-    base = rows["fp32 rv32"]
-    dirs = list(base)
-    print(f"\n{case}: instructions per training step (conv nodes); x = fp32 rv32 / row")
-    print(f"{'':28}" + "".join(f"{d:>22}" for d in dirs + ["total"]))
-    for name, r in rows.items():
-        cells = [(r[d], base[d]) for d in dirs] + [(sum(r.values()), sum(base.values()))]
-        print(f"{name:28}" + "".join(f"{v:>13,} {b / max(v, 1):6.2f}x" for v, b in cells))
-    assert all(v > 0 for r in rows.values() for v in r.values())
 
 
 ARITH_C = r"""

@@ -12,9 +12,7 @@ by magnitude, whose weight gradient RVV leaves to the scalar path); updates fuse
 gradients (with and without momentum and weight decay) or after the backward (reorder=False:
 the unfused gradient kernels, and dwsep's depthwise input gradient in place).
 
-test_instruction_counts prints (does not assert) the retired instructions (minstret under
--icount shift=0) of the conv nodes of benchmarks/mcu_cost.py's conv_cnn per direction, fp32
-scalar against fp32 RVV, with fp16 RVV beside them.
+Instruction counts, fp32 against fp16 at the same vectorisation: benchmarks/mcu_cost.py.
 """
 from __future__ import annotations
 
@@ -30,10 +28,9 @@ import tte
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "benchmarks"))
-from models import MODELS, input_shape, num_classes  # noqa: E402
+from models import MODELS  # noqa: E402
 from test_partial_weights import TINY_SCHEME, tiny  # noqa: E402
-from test_rv32_fp16 import _bits, _samples, geometry  # noqa: E402
+from test_rv32_fp16 import _assert_same, _bits, _samples, geometry  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("clang-16") and shutil.which("qemu-system-riscv32")),
@@ -78,14 +75,6 @@ def _run(case: str, target: str | None, defines: tuple[str, ...] = ()):
     return np.asarray(r.train_steps(xs, ys), np.float32), _bits(r.params())
 
 
-def _assert_same(a, b, what: str) -> None:
-    (la, pa), (lb, pb) = a, b
-    assert la.view(np.uint32).tolist() == lb.view(np.uint32).tolist(), f"{what}: losses"
-    assert pa.keys() == pb.keys()
-    for k in pa:
-        assert np.array_equal(pa[k], pb[k]), f"{what}: {k}"
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_rvv_equals_scalar_and_host(case):
     host = _run(case, None)
@@ -97,53 +86,3 @@ def test_rvv_equals_scalar_and_host(case):
     _, prog = _program(case)
     init = _bits({k: prog.training_graph.data[k] for k in host[1]})
     assert all(not np.array_equal(init[k], host[1][k]) for k in init)
-
-
-DIRECTIONS = {"conv2d": "forward", "conv2d_grad_input": "input gradient",
-              "conv2d_grad_weight": "weight gradient", "conv2d_grad_weight_sgd": "weight gradient"}
-# label: (compile options, firmware defines)
-BUILDS = {"fp32 scalar": ({}, SCALAR), "fp32 RVV": ({}, ()),
-          "fp16 RVV, fp16 sums": ({"precision": "fp16", "accumulate": "fp16"}, ()),
-          "fp16 RVV, fp32 sums": ({"precision": "fp16", "accumulate": "fp32"}, ())}
-
-
-def test_instruction_counts():
-    """Printed, not asserted: instructions of the last training step's conv nodes of
-    mcu_cost.py's conv_cnn, per convolution and direction, fp32 scalar against fp32 RVV on
-    rv32v (and fp16 RVV beside them: the precision's gain at the same vectorisation)."""
-    from mcu_cost import conv_cnn
-    model = conv_cnn()
-    rng = np.random.default_rng(0)
-    xs = rng.standard_normal((2,) + input_shape(model)[1:]).astype(np.float32)
-    ys = rng.integers(num_classes(model), size=2).astype(np.int32)
-    counts, results = {}, {}
-    for label, (options, defines) in BUILDS.items():
-        prog = tte.compile(model, update="full", optimizer=OPT, **options)
-        r = prog.build(target=TARGET, profile=True, defines=defines)
-        losses = r.train_steps(xs, ys)
-        results[label] = (np.asarray(losses, np.float32), _bits(r.params()))
-        convs = [n for n in prog.training_graph.nodes if n.op == "conv2d"]
-        nodes = r.result.node_instructions
-        counts[label] = []
-        for conv in convs:
-            per = dict.fromkeys(dict.fromkeys(DIRECTIONS.values()), 0)
-            for i, n in enumerate(prog.training_graph.nodes):
-                if n.op in DIRECTIONS and conv.inputs[1] in n.inputs:
-                    per[DIRECTIONS[n.op]] += int(nodes[i])
-            counts[label].append(per)
-        counts[label].append({"whole step": int(r.result.step_instructions[-1])})
-    _assert_same(results["fp32 RVV"], results["fp32 scalar"], "conv_cnn RVV vs TTE_SCALAR")
-    base = counts["fp32 scalar"]
-    print(f"\nconv_cnn (benchmarks/mcu_cost.py) on {TARGET}: instructions of the last "
-          "training step; x = fp32 scalar / this")
-    for k, name in enumerate([f"conv{k + 1}" for k in range(len(base) - 1)] + ["step"]):
-        dirs = [d for d in base[k] if base[k][d]]
-        total = len(dirs) > 1
-        print(f"{name:22}" + "".join(f"{d:>24}" for d in dirs + ["conv total"] * total))
-        for label, per in counts.items():
-            cells = [(per[k][d], base[k][d]) for d in dirs]
-            if total:
-                cells.append((sum(per[k].values()), sum(base[k].values())))
-            print(f"  {label:20}" + "".join(f"{v:>15,} {b / max(v, 1):6.2f}x" for v, b in cells))
-    assert all(per[k][d] > 0 for per in counts.values() for k in range(len(base))
-               for d in base[k] if base[k][d])
