@@ -1,6 +1,7 @@
 /* int8 TFLite-semantics kernels; see conv_s8.h. */
 #include "conv_s8.h"
 
+#include <float.h>
 #include <math.h>
 
 #include "dsp_s8.h"
@@ -50,10 +51,18 @@ int8_t tte_clamp_s8_masked(int32_t v, int32_t act_min, int32_t act_max, uint8_t 
 #ifndef TTE_SCALAR
 #define TTE_FAST_S8 /* the fast paths of this file (conv_s8.h); TTE_SCALAR: reference only */
 #endif
+/* The float requantisation's proof (below) needs each float operation evaluated in float
+ * and rounded on its own: not where floats are evaluated wider (x87: FLT_EVAL_METHOD 2) or
+ * under -ffast-math, which may fold (x + c) - c to x. (Contraction into fused multiply-adds
+ * is off by conv_s8.h's rule, -ffp-contract=off, which the double code needs as well.) */
+#if defined(TTE_FAST_S8) && defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0 && \
+    !defined(__FAST_MATH__)
+#define TTE_FAST_REQUANT
+#endif
 
 /* The double code, out of line where it is the fast paths' rare fallback; the fast paths'
  * per-output steps inlined into their callers (which the compilers do not all choose). */
-#if defined(TTE_FAST_S8) && defined(__GNUC__)
+#if defined(TTE_FAST_REQUANT) && defined(__GNUC__)
 #define TTE_COLD __attribute__((noinline))
 #define TTE_INLINE __attribute__((always_inline)) inline
 #else
@@ -112,7 +121,7 @@ int8_t tte_clamp_s8_masked(int32_t v, int32_t act_min, int32_t act_max, uint8_t 
  * bit for bit; the factor 2 of slack in a costs a fallback rate of about 2^-20 |x| (tests
  * measure it: ~0.015% of outputs in the int8 range).
  */
-#ifdef TTE_FAST_S8
+#ifdef TTE_FAST_REQUANT
 static TTE_INLINE int round_if_clear(float x, float a, int32_t zero, int32_t *v)
 {
     float n = (x + 0x1.8p23f) - 0x1.8p23f, f = x - n;
@@ -149,7 +158,7 @@ int32_t tte_requant_apply(const tte_requant *r, int32_t c, int32_t acc, const in
 {
     int32_t k = r->per_channel ? c : 0, b = bias ? bias[c] : 0; /* (adding 0 is exact) */
     if (r->scale) {
-#ifdef TTE_FAST_S8
+#ifdef TTE_FAST_REQUANT
         int32_t v;
         if (r->scale_f && half_even_f32(acc, b, r->scale_f[k], output_offset, &v)) return v;
 #endif
@@ -178,7 +187,11 @@ static rq_chan rq_prepare(const tte_requant *r, int32_t c, const int32_t *bias, 
     ch.scale = r->scale ? r->scale + k : NULL;
     ch.mult = r->scale ? 0 : r->multiplier[k];
     ch.shift = r->scale ? 0 : r->shift[k];
+#ifdef TTE_FAST_REQUANT
     ch.fast = r->scale && r->scale_f;
+#else
+    ch.fast = 0;
+#endif
     ch.scale_f = ch.fast ? r->scale_f[k] : 0.0f;
     return ch;
 }
@@ -186,9 +199,11 @@ static rq_chan rq_prepare(const tte_requant *r, int32_t c, const int32_t *bias, 
 /* v before the clamp, as tte_requant_apply's. */
 static TTE_INLINE int32_t rq_value(const rq_chan *ch, int32_t acc)
 {
-    int32_t v;
     if (ch->scale) {
+#ifdef TTE_FAST_REQUANT
+        int32_t v;
         if (ch->fast && half_even_f32(acc, ch->bias, ch->scale_f, ch->zero, &v)) return v;
+#endif
         return half_even_f64(acc, ch->bias, *ch->scale, ch->zero);
     }
     return wadd(tte_requantize(wadd(acc, ch->bias), ch->mult, ch->shift), ch->zero);
@@ -709,7 +724,7 @@ TTE_COLD static int32_t add_f64(int32_t a, int32_t b, const tte_add_s8_double_pa
     return rint_plus_zero(total / p->out_scale, p->out_zero);
 }
 
-#ifdef TTE_FAST_S8
+#ifdef TTE_FAST_REQUANT
 /* 0 or a magnitude within [2^lo, 2^hi] */
 static int in_range(double v, double lo, double hi)
 {
@@ -764,7 +779,7 @@ void tte_add_s8_double(const int8_t *a, const int8_t *b, int8_t *y, int32_t coun
                        tte_add_s8_double_params p, uint8_t *mask)
 {
     int32_t i;
-#ifdef TTE_FAST_S8
+#ifdef TTE_FAST_REQUANT
     float ka, kb;
     if (add_fast_ok(&p, &ka, &kb)) {
         for (i = 0; i < count; i++) {

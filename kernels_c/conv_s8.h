@@ -29,7 +29,9 @@
  * tests/test_int8_fast_paths.py check them against it):
  * - the half-even rule in single precision with a proven error bound, falling back to the
  *   double code where the bound cannot decide the rounding (cores with a single-precision
- *   FPU and no double one do the double code in software, hundreds of instructions);
+ *   FPU and no double one do the double code in software, hundreds of instructions); for
+ *   conv / linear when tte_requant.scale_f is given, for tte_add_s8_double always; compiled
+ *   where floats are evaluated in float (FLT_EVAL_METHOD 0) and not under -ffast-math;
  * - 1x1 convolutions as register tiles with the input offset hoisted (dsp_s8.h on
  *   Cortex-M with the DSP extension, plain C elsewhere).
  */
