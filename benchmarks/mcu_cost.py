@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:
 
 import tte  # noqa: E402
 from targets.firmware.cost import cost_rows  # noqa: E402
+from tte.cost import node_costs  # noqa: E402
 from targets.firmware.qemu import elf_sizes  # noqa: E402
 
 MODELS = ROOT.parent / "shared" / "models"
@@ -116,7 +117,7 @@ def conv_step_table(channels: int, hw: int) -> tuple[list[str], list[dict]]:
             conv2 = next(n for n in g.nodes if n.op == "conv2d" and n.inputs[0] != g.inputs[0])
             nodes = [i for i, n in enumerate(g.nodes) if conv2.inputs[1] in n.inputs]
             counts = run.result.node_instructions
-            rows = cost_rows(g, {i: counts[i] for i in nodes})
+            rows = cost_rows(node_costs(g), {i: counts[i] for i in nodes})
             entry = {"build": label, "target": target, "accumulate":
                      accumulate if precision == "fp16" else "fp32",
                      "step": int(run.result.step_instructions[-1])}
@@ -152,7 +153,7 @@ def _model_rows(name: str, prog: tte.Program, builds) -> list[dict]:
         run = profile(prog, target, defines)
         sizes = elf_sizes(run.firmware.elf, run.target)
         g = prog.training_graph
-        macs = sum(r.macs for r in cost_rows(g, {}))
+        macs = sum(r.macs for r in cost_rows(node_costs(g), {}))
         step = int(run.result.step_instructions[-1])
         mem = run.project.memory
         rows.append({"model": name, "target": target + (" " + " ".join(defines) if defines
@@ -160,7 +161,8 @@ def _model_rows(name: str, prog: tte.Program, builds) -> list[dict]:
                      "instructions": step, "macs": macs, "elf_flash": sizes["flash"],
                      "elf_sram": sizes["sram"], "report_flash": mem["flash_bytes"],
                      "report_sram": mem["sram_bytes"],
-                     "rows": [vars(r) for r in cost_rows(g, run.result.node_instructions)]})
+                     "rows": [vars(r) for r in cost_rows(node_costs(g),
+                                                         run.result.node_instructions)]})
     return rows
 
 

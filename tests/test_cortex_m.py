@@ -75,6 +75,11 @@ def test_cli_build_and_run(tmp_path, capsys):
                 "--samples", str(samples)]) == 0
     text = capsys.readouterr().out
     assert text.count("step ") == 3 and "checksum 0x" in text
+    assert cli(["run", str(out), "--target", "rv32", "--steps", "1", "--profile"]) == 0
+    table = capsys.readouterr().out.split("MAC/instr\n")[1].splitlines()
+    rows = {tuple(line.split()[:3]): line.split() for line in table}
+    conv = rows[("conv", "5x5", "forward")]  # lenet's first layer: kind, direction, nodes...
+    assert int(conv[5].replace(",", "")) > 0 and 0 < float(conv[6]) < 1
     prog = tte.compile(str(model), optimizer={"lr": 0.05})
     host = prog.build()
     first = host.train_step(x[0].astype(np.float32), 3)

@@ -12,7 +12,9 @@ import pytest
 import tte
 from targets.firmware import FIRMWARE_DIR
 from targets.firmware.build import linker_script
-from targets.firmware.cost import cost_rows, node_macs
+from targets.firmware.cost import cost_rows
+from tte.cost import node_costs
+from tte.ops.registry import node_macs
 from targets.firmware.target import get_target
 
 from models import input_shape, lenet, num_classes
@@ -83,7 +85,7 @@ def test_node_counts_add_up_and_macs_match_shapes():
     assert sorted(nodes) == list(range(len(g.nodes)))
     # what lies between the nodes (the sample copy, the loss read-back) is small
     assert 0.97 * step <= sum(nodes.values()) <= step
-    rows = {(r.kind, r.direction): r for r in cost_rows(g, nodes)}
+    rows = {(r.kind, r.direction): r for r in cost_rows(node_costs(g), nodes)}
     conv = next(n for n in g.nodes if n.op == "conv2d")
     o, c, kh, kw = g.values[conv.inputs[1]].shape
     y = g.values[conv.outputs[0]].shape
@@ -102,6 +104,6 @@ def test_int8_and_fp32_graphs_count_the_same_macs():
     for precision in ("int8", "fp32"):
         g = tte.compile(mcu, num_classes=10, input_size=64, precision=precision,
                         update="last:3").training_graph
-        totals.append({d: sum(r.macs for r in cost_rows(g, {}) if r.direction == d)
+        totals.append({d: sum(r.macs for r in cost_rows(node_costs(g), {}) if r.direction == d)
                        for d in ("forward", "input gradient", "weight gradient")})
     assert totals[0] == totals[1] and all(totals[0].values())

@@ -57,11 +57,15 @@ def program_report(prog: "Program", project: "CProject | None" = None) -> dict:
 
 
 def _scheduled(g, node) -> dict:
-    """A node of the schedule; a half kernel that sums says how (tte.ir.precision)."""
+    """A node of the schedule: its op, phase, direction, layer kind and MACs (tte.cost); a
+    half kernel that sums says how (tte.ir.precision)."""
     from codegen.ops_f16 import SUMMING
+    from tte.cost import direction, layer_kind
     from tte.ir.precision import accumulate_fp32
     from tte.ir.types import DType
-    entry = {"op": node.op, "phase": node.phase}
+    from tte.ops.registry import node_macs
+    entry = {"op": node.op, "phase": node.phase, "direction": direction(node),
+             "layer": layer_kind(g, node), "macs": node_macs(g, node)}
     if node.op in SUMMING and any(g.values[v].dtype == DType.f16 for v in node.inputs if v):
         entry["accumulate"] = "fp32" if accumulate_fp32(g, node) else "fp16"
     return entry

@@ -9,6 +9,7 @@ from pathlib import Path
 from targets.firmware import (ProjectInfo, check_samples, default_samples, info_from_dir,
                               load_samples)
 from targets.firmware.build import Firmware, build_firmware
+from targets.firmware.cost import cost_rows, format_rows
 from targets.firmware.qemu import elf_sizes, run_firmware
 from targets.firmware.target import get_target, mcu_targets
 from tte.errors import TTEError
@@ -23,7 +24,8 @@ def _build(args: argparse.Namespace, flash: bool = False) -> tuple[ProjectInfo, 
     target = get_target(args.target)
     out = Path(args.dir) / (f"{target.name}-flash" if flash else target.name)
     fw = build_firmware(info, target, xs, labels, args.steps, out,
-                        target.flash_part if flash else target.part)
+                        target.flash_part if flash else target.part,
+                        profile=getattr(args, "profile", False))
     return info, fw
 
 
@@ -55,6 +57,12 @@ def _cmd_run(args: argparse.Namespace) -> None:
           f"{sum(map(len, result.params)):,} B), exit status {result.status}")
     if result.status:
         raise TTEError(f"the firmware's train_step returned error {result.status}")
+    if args.profile:
+        from tte.report import load_report
+        schedule = load_report(args.dir)["schedule"]
+        print(f"\nlast step by layer kind and direction ({fw.target.counter_method}):")
+        rows = cost_rows(schedule, result.node_instructions)
+        print("\n".join(format_rows(rows, int(result.step_instructions[-1]))))
 
 
 def _cmd_flash(args: argparse.Namespace) -> None:
@@ -92,6 +100,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        "pseudo-random samples)")
         if name == "run":
             s.add_argument("--timeout", type=float, default=600, help="seconds (default 600)")
+            s.add_argument("--profile", action="store_true", help="count every node's "
+                           "instructions and print them by layer kind and direction with "
+                           "their MACs")
         if name == "flash":
             s.add_argument("--pyocd-target", help="pyocd's name of the part (default "
                            "stm32f746zg)")

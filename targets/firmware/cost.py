@@ -1,38 +1,9 @@
 """Cost of a training step on a target: the instructions each node took (a profiled firmware
-run, FirmwareResult.node_instructions) beside its multiply-accumulates from the IR, summed
+run, FirmwareResult.node_instructions) beside its multiply-accumulates (tte.cost), summed
 per layer kind and direction."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from tte.ir.graph import Graph, Node
-from tte.ops.registry import get_op, node_macs
-
-# kernel names are tte_<op>[_<direction>]_<type> (kernels_c/tte_common.h), so are IR ops
-_DIRECTIONS = (("_grad_input", "input gradient"), ("_grad_weight", "weight gradient"),
-               ("channel_sum", "bias gradient"))
-
-
-def direction(node: Node) -> str:
-    """forward, input/weight/bias gradient (a fused gradient+update counts as its gradient),
-    loss, update, or backward for the other backward nodes (masks, activation gradients)."""
-    for key, name in _DIRECTIONS:
-        if key in node.op:
-            return name
-    return node.phase
-
-
-def layer_kind(g: Graph, node: Node) -> str:
-    """depthwise / pointwise / conv KxK / linear for MAC ops, else the op's name."""
-    if get_op(node.op).macs is None:
-        return node.op
-    if node.op.startswith("linear"):
-        return "linear"
-    shape = node.attrs.get("weight_shape") or g.values[node.inputs[1]].shape
-    o, cg, kh, kw = shape
-    if cg == 1 and node.attrs.get("group", 1) == o and o > 1:
-        return "depthwise"
-    return "pointwise" if kh == kw == 1 else f"conv {kh}x{kw}"
 
 
 @dataclass
@@ -48,13 +19,26 @@ class CostRow:
         return self.macs / self.instructions if self.instructions else 0.0
 
 
-def cost_rows(g: Graph, node_instructions: dict[int, int]) -> list[CostRow]:
-    """One row per (layer kind, direction), in order of first appearance."""
+def cost_rows(nodes: list[dict], node_instructions: dict[int, int]) -> list[CostRow]:
+    """One row per (layer kind, direction), in order of first appearance; nodes are
+    tte.cost.node_costs(graph) or report.json's schedule."""
     rows: dict[tuple[str, str], CostRow] = {}
-    for i, node in enumerate(g.nodes):
-        key = (layer_kind(g, node), direction(node))
+    for i, node in enumerate(nodes):
+        key = (node["layer"], node["direction"])
         row = rows.setdefault(key, CostRow(*key, 0, 0, 0))
         row.nodes += 1
-        row.macs += node_macs(g, node)
+        row.macs += node["macs"]
         row.instructions += node_instructions.get(i, 0)
     return list(rows.values())
+
+
+def format_rows(rows: list[CostRow], step: int) -> list[str]:
+    """A text table, the rows over 0.5% of the step (or with MACs) first-appearance order."""
+    lines = [f"{'layer':<12} {'direction':<16} {'nodes':>5} {'MACs':>12} "
+             f"{'instructions':>14} {'MAC/instr':>9}"]
+    for r in rows:
+        if r.macs or r.instructions >= 0.005 * step:
+            mpi = f"{r.macs_per_instruction:9.3f}" if r.macs else ""
+            lines.append(f"{r.kind:<12} {r.direction:<16} {r.nodes:>5} {r.macs:>12,} "
+                         f"{r.instructions:>14,} {mpi}")
+    return lines
