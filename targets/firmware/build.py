@@ -43,11 +43,12 @@ def _run(cmd: Sequence[str], what: str) -> subprocess.CompletedProcess:
 
 def _compile(target: McuTarget, src: Path, include_dirs: Sequence[Path],
              defines: Sequence[str]) -> Path:
-    """One object, cached by the content of the source, every header it may include and the
-    command, so a rebuild only compiles what changed (the model's source is the slow one)."""
+    """One object, cached by the content of the source, every header (or included .inc body)
+    it may include and the command, so a rebuild only compiles what changed (the model's
+    source is the slow one)."""
     probe = target.compile_command(src, Path("OBJ"), include_dirs, defines)
     digest = hashlib.sha256(" ".join(probe).encode() + src.read_bytes())
-    for h in sorted(p for d in include_dirs for p in Path(d).glob("*.h")):
+    for h in sorted(p for d in include_dirs for g in ("*.h", "*.inc") for p in Path(d).glob(g)):
         digest.update(h.read_bytes())
     obj = CACHE_DIR / f"{src.stem}-{digest.hexdigest()[:16]}.o"
     if not obj.exists():

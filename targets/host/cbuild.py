@@ -36,7 +36,7 @@ def build_c(cdef: str, sources: Sequence[Path], *, header: str, extra_flags: Seq
         digest.update(part.encode())
     for src in sorted(Path(s) for s in sources):
         digest.update(src.read_bytes())
-    for h in sorted(p for d in dirs for p in Path(d).glob("*.h")):
+    for h in sorted(p for d in dirs for g in ("*.h", "*.inc") for p in Path(d).glob(g)):
         digest.update(h.read_bytes())
     name = f"_tte_{digest.hexdigest()[:16]}"
     out = CACHE_DIR / name
