@@ -1,6 +1,6 @@
-/* RVV paths of the fp32 conv, depthwise, channel-sum and linear kernels (f32_rvv.c), the
- * fp32 counterpart of f16_rvv.c, so fp16 and fp32 compare on RISC-V with the same
- * vectorisation (tests/test_rv32_fp32_rvv.py).
+/* RVV paths of the fp32 conv, depthwise, channel-sum and linear kernels (f32_rvv.c): the
+ * code of f16_rvv.c's (both include rvv_conv.inc), so fp16 and fp32 compare on RISC-V with
+ * the same vectorisation (tests/test_rv32_fp32_rvv.py).
  *
  * TTE_RVV_F32 is 1 where the vector extension is (__riscv_vector: the rv32v target) and
  * TTE_SCALAR is not defined (tte_common.h: one switch for every fast path); conv.c and

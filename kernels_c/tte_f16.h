@@ -23,7 +23,8 @@
  *   two fadd.h, and gains by loading a shared operand once and by conv.c's row loops. Float
  *   accumulation takes the scalar path.
  * - TTE_RVV (RISC-V V + Zvfh): conv, depthwise, linear and channel-sum kernels in RVV
- *   (f16_rvv.c), both accumulations, vectorised across independent outputs.
+ *   (f16_rvv.c: rvv_conv.inc's kernels, which fp32 shares), both accumulations, vectorised
+ *   across independent outputs.
  */
 #ifndef TTE_F16_H
 #define TTE_F16_H

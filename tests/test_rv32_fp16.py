@@ -1,7 +1,7 @@
 """FP16 training on RISC-V (targets/riscv): the fast paths equal the portable one bit for bit.
 
 rv32 (Zfh) takes the native-half and v2f16 pair paths, rv32v (V + Zvfh) the RVV paths
-(kernels_c/f16_rvv.c); TTE_SCALAR takes the portable scalar path on either. For each model
+(kernels_c/f16_rvv.c, kernels_c/rvv_conv.inc); TTE_SCALAR takes the portable scalar path on either. For each model
 and accumulation, 3 SGD steps: losses and every trained parameter of the fast firmware equal
 the TTE_SCALAR firmware's and the host C's (prog.build(), the portable path with
 TTE_V2F16=0) bit for bit. The models cover the kernels' geometry: strides, asymmetric

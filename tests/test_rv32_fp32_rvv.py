@@ -1,8 +1,9 @@
 """FP32 training on rv32v (targets/riscv): the RVV paths (kernels_c/f32_rvv.c) equal the
 portable scalar path bit for bit.
 
-The fp32 conv, depthwise, channel-sum and linear kernels have RVV paths of f16_rvv.c's
-design, so fp16 and fp32 compare on RISC-V with the same vectorisation. For each model, 3
+The fp32 conv, depthwise, channel-sum and linear kernels have RVV paths in f16_rvv.c's code
+(both include kernels_c/rvv_conv.inc), so fp16 and fp32 compare on RISC-V with the same
+vectorisation. For each model, 3
 SGD steps (momentum and weight decay unless said): losses and every trained parameter of the
 rv32v firmware (RVV) equal the TTE_SCALAR rv32v firmware's and the host C's (prog.build())
 bit for bit. The models cover strides, asymmetric padding, dilation, groups, depthwise,
