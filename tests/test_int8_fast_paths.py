@@ -39,6 +39,7 @@ import tte
 from targets.firmware import FIRMWARE_DIR
 from targets.firmware.build import KERNELS_DIR
 from targets.firmware.cost import cost_rows
+from tte.cost import node_costs
 from tte.quant import arith as ta
 
 import test_cortex_m_dsp as dsp
@@ -223,7 +224,7 @@ def _print_counts(title: str, g, runs: dict) -> None:
         for i, node in enumerate(g.nodes):
             if node.op in ("conv2d_s8", "add_s8"):
                 per[f"{_conv_kind(g, node)} forward"][j] += counts.get(i, 0)
-        for row in cost_rows(g, counts):
+        for row in cost_rows(node_costs(g), counts):
             if row.direction != "forward" and row.instructions:
                 per[f"{row.kind} {row.direction}"][j] += row.instructions
     for key, vals in sorted(per.items(), key=lambda kv: -kv[1][0]):
