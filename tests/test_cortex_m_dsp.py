@@ -11,11 +11,8 @@ host C.
    scalar path; outputs and clamp masks must equal the host C's (through cffi) in both
    builds, on Cortex-M4 and M7. The same DSP C also runs on the host under ASan + UBSan
    (a C model of the two intrinsics), which checks that no fast path reads outside x.
-2. MCUNet-5FPS, int8, the "49kb" sparse scheme at 64x64, trained on Cortex-M4 both ways:
-   identical losses and parameters, equal to the host C. Both run with per-node instruction
-   counters; the per-op and per-conv-node counts are printed side by side (pytest -s).
-   Counts under -icount shift=0 are deterministic, so the DSP build being no slower in
-   total is asserted; the speed-ups themselves are only printed.
+2. MCUNet-5FPS trained on Cortex-M4 both ways: tests/test_int8_fast_paths.py (which also
+   covers the single-precision requantisation), equal to the host C and no slower.
 """
 from __future__ import annotations
 
@@ -28,18 +25,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tte
 from targets.firmware import FIRMWARE_DIR
 from targets.firmware.build import KERNELS_DIR, linker_script
 from targets.firmware.target import get_target
 from tte.quant import arith as ta
 
 from kernels import ckernels
-from mcu_checks import equal_to_host
 
-MCU = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models", "mcu_imagenet",
-                   "mcunet-5fps.pkl")
-SCHEMES = os.path.join(os.path.dirname(__file__), "..", "tte", "schemes")
 KERNEL_SOURCES = ("conv_s8.c", "quant.c", "split.c", "window.c")
 
 
@@ -410,45 +402,3 @@ def _conv_kind(g, node) -> str:
         return "pointwise 1x1"
     kind = "depthwise" if node.attrs["group"] > 1 and cg == 1 else "conv"
     return f"{kind} {kh}x{kw} s{stride}"
-
-
-def test_mcunet_int8_dsp_equals_scalar_and_host():
-    prog = tte.compile(MCU, num_classes=10, head="int8", int8_input=True, input_size=64,
-                       update=os.path.join(SCHEMES, "mcunet-5fps-49kb.json"))
-    xs = np.random.default_rng(1).integers(-128, 128, (2, 3, 64, 64)).astype(np.int8)
-    labels = np.array([1, 5])
-    dsp = equal_to_host(prog, "cortex-m4", xs, labels, profile=True)
-    scalar = equal_to_host(prog, "cortex-m4", xs, labels, profile=True, defines=("TTE_SCALAR",))
-    assert dsp.result.params == scalar.result.params  # (both equal the host's anyway)
-
-    g = prog.training_graph
-    d, s = dsp.result.node_instructions, scalar.result.node_instructions
-    per_op: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    per_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for i, node in enumerate(g.nodes):
-        per_op[node.op][0] += s.get(i, 0)
-        per_op[node.op][1] += d.get(i, 0)
-        if node.op == "conv2d_s8":
-            k = per_kind[_conv_kind(g, node)]
-            k[0] += s.get(i, 0)
-            k[1] += d.get(i, 0)
-            k[2] += 1
-    print("\nMCUNet-5FPS int8, 49kb scheme, 64x64, Cortex-M4: instructions of the last step")
-    print(f"  {'op':30s} {'scalar':>13s} {'DSP':>13s} {'speed-up':>8s}")
-    for op, (a, b) in sorted(per_op.items(), key=lambda kv: -kv[1][0]):
-        print(f"  {op:30s} {a:>13,} {b:>13,} {a / max(b, 1):>7.2f}x")
-    print("  conv2d_s8 forward by kind:")
-    for kind, (a, b, count) in sorted(per_kind.items(), key=lambda kv: -kv[1][0]):
-        print(f"  {f'{kind} ({count} nodes)':30s} {a:>13,} {b:>13,} {a / max(b, 1):>7.2f}x")
-    print("  conv2d_s8 forward nodes:")
-    for i, node in enumerate(g.nodes):
-        if node.op == "conv2d_s8":
-            shape = "x".join(map(str, g.values[node.inputs[0]].shape[1:]))
-            name = f"{i:3d} {_conv_kind(g, node)} {shape}"
-            print(f"  {name:30s} {s[i]:>13,} {d[i]:>13,} {s[i] / max(d[i], 1):>7.2f}x")
-    for step, (a, b) in enumerate(zip(scalar.result.step_instructions,
-                                      dsp.result.step_instructions)):
-        print(f"  {f'step {step}':30s} {a:>13,} {b:>13,} {a / b:>7.2f}x")
-    # counts are deterministic under -icount shift=0: the fast paths must not cost more
-    assert np.all(dsp.result.step_instructions <= scalar.result.step_instructions)
-    assert per_op["conv2d_s8"][1] < per_op["conv2d_s8"][0]

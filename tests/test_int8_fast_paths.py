@@ -254,7 +254,12 @@ def test_mcunet_default_scalar_and_double_equal_host(mcunet, target, monkeypatch
     assert double.result.params == fast.result.params == scalar.result.params
     _print_counts(f"MCUNet-5FPS int8 49kb 64x64, {target}", mcunet.training_graph,
                   {"TTE_SCALAR": scalar, "no scale_f": double, "default": fast})
+    # counts are deterministic under -icount shift=0: the fast paths must not cost more
     assert np.all(fast.result.step_instructions <= double.result.step_instructions)
+    assert np.all(fast.result.step_instructions <= scalar.result.step_instructions)
+    convs = [i for i, n in enumerate(mcunet.training_graph.nodes) if n.op == "conv2d_s8"]
+    assert sum(fast.result.node_instructions[i] for i in convs) < \
+        sum(scalar.result.node_instructions[i] for i in convs)
 
 
 def test_kws_rv32_default_and_scalar_equal_host():
