@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import tte  # noqa: E402
+from targets.firmware import default_samples  # noqa: E402
 from targets.firmware.cost import cost_rows  # noqa: E402
 from tte.cost import node_costs  # noqa: E402
 from targets.firmware.qemu import elf_sizes  # noqa: E402
@@ -80,21 +81,9 @@ def conv_cnn(channels: int = 16, hw: int = 16, seed: int = 0) -> onnx.ModelProto
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
-def samples(prog: tte.Program, count: int = STEPS, seed: int = 0):
-    x = prog.forward_graph.values[prog.forward_graph.inputs[0]]
-    rng = np.random.default_rng(seed)
-    shape = (count,) + x.shape[1:]
-    if x.dtype.is_float:
-        xs = rng.uniform(-1, 1, shape).astype(np.float32)
-    else:
-        xs = rng.integers(-128, 128, shape).astype(np.int8)
-    classes = prog.forward_graph.values[prog.forward_graph.outputs[0]].shape[-1]
-    return xs, np.arange(count) % classes
-
-
 def profile(prog: tte.Program, target: str, defines: tuple[str, ...] = ()):
     run = prog.build(target=target, profile=True, defines=defines)
-    run.train_steps(*samples(prog))
+    run.train_steps(*default_samples(run.info, STEPS))
     return run
 
 
@@ -151,7 +140,7 @@ def _model_rows(name: str, prog: tte.Program, builds) -> list[dict]:
     rows = []
     for target, defines in builds:
         run = profile(prog, target, defines)
-        sizes = elf_sizes(run.firmware.elf, run.target)
+        sizes = elf_sizes(run.firmware)
         g = prog.training_graph
         macs = sum(r.macs for r in cost_rows(node_costs(g), {}))
         step = int(run.result.step_instructions[-1])

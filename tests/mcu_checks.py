@@ -46,7 +46,7 @@ def assert_link_matches_report(project, fw) -> dict:
     assert linked["state"] == mem["sram"]["optimizer_state"]
     assert linked["frozen"] + linked["consts"] == mem["flash_bytes"]
     assert linked["consts"] == mem["constant_tables_bytes"]
-    sizes = elf_sizes(fw.elf, fw.target)
+    sizes = elf_sizes(fw)
     s = sizes["sections"]
     assert s[".data"] >= mem["sram"]["trainable_parameters"]
     assert s[".bss"] >= mem["arena_bytes"] + mem["sram"]["optimizer_state"]

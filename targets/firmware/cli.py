@@ -31,7 +31,7 @@ def _build(args: argparse.Namespace, flash: bool = False) -> tuple[ProjectInfo, 
 
 def size_lines(info: ProjectInfo, fw: Firmware) -> list[str]:
     """The ELF's flash and SRAM next to report.json's."""
-    sizes, mem = elf_sizes(fw.elf, fw.target), info.memory
+    sizes, mem = elf_sizes(fw), info.memory
     s = sizes["sections"]
     return [f"ELF: flash {sizes['flash']:,} B (.text {s.get('.text', 0):,}, .rodata "
             f"{s.get('.rodata', 0):,}, .data {s.get('.data', 0):,}), SRAM {sizes['sram']:,} B "

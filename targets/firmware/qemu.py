@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 from targets.firmware import FirmwareResult, parse_output
 from targets.firmware.build import Firmware
-from targets.firmware.target import McuTarget
 from tte.errors import TTEError
 
 FLASH_SECTIONS = {".isr_vector", ".text", ".rodata", ".ARM.exidx", ".data"}
@@ -30,10 +28,10 @@ def run_firmware(fw: Firmware, num_trainable: int, timeout: float = 600) -> Firm
     return result
 
 
-def elf_sizes(elf: Path, target: McuTarget) -> dict[str, int]:
+def elf_sizes(fw: Firmware) -> dict[str, int]:
     """Bytes per allocated section (`size -A`), and flash (what is stored: code, read-only
     data, .data's initial values) and SRAM (.data, .bss and the reserved stack) totals."""
-    out = subprocess.run([target.tool("size"), "-A", str(elf)], capture_output=True,
+    out = subprocess.run([fw.target.tool("size"), "-A", str(fw.elf)], capture_output=True,
                          text=True, check=True).stdout
     sections = {}
     for line in out.splitlines():

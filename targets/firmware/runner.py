@@ -96,4 +96,4 @@ class McuRunner(Runner):
         """Section sizes of the last firmware built (targets.firmware.qemu.elf_sizes)."""
         if self.firmware is None:
             raise TTEError("no firmware built yet: call train_steps first")
-        return elf_sizes(self.firmware.elf, self.target)
+        return elf_sizes(self.firmware)
