@@ -1,0 +1,169 @@
+"""Element-wise primitives, comparisons, selection and reductions.
+
+Chains the IR has no op for are composed from IR ops: integer_pow by repeated products,
+rsqrt as 1 / sqrt, boolean and/or/not on 0/1 masks by arithmetic, reduce_min through
+reduce_max of the negation. max/min against a constant become ReLU or clip, and
+reduce_sum followed by a division by its count becomes reduce_mean.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tte.frontends.jax_trace import Tracer, Unsupported, rule
+
+BINARY = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "max": "maximum",
+          "min": "minimum", "gt": "greater", "ge": "greater_equal", "lt": "less",
+          "le": "less_equal", "eq": "equal", "ne": "not_equal"}
+UNARY = {"neg": "neg", "exp": "exp", "log": "log", "sqrt": "sqrt", "logistic": "sigmoid",
+         "tanh": "tanh", "stop_gradient": "stop_gradient"}
+
+
+def _runtime_shape(t: Tracer, ins: list) -> tuple[int, ...]:
+    return tuple(np.broadcast_shapes(*[t.shape(v) for v in ins if isinstance(v, str)]))
+
+
+def _names(t: Tracer, ins: list) -> list[str]:
+    shape = _runtime_shape(t, ins)
+    return [t.name(v, shape) for v in ins]
+
+
+def _scalar(v: Any) -> float | None:
+    """The value of a constant holding one number (perhaps broadcast), else None."""
+    if isinstance(v, str):
+        return None
+    arr = np.asarray(v)
+    return float(arr.flat[0]) if arr.size and np.all(arr == arr.flat[0]) else None
+
+
+def binary(t: Tracer, op: str, a: Any, b: Any) -> str:
+    return t.emit(op, _names(t, [a, b]))
+
+
+@rule(*BINARY, elementwise=True)
+def _binary(t: Tracer, ins: list, eqn: Any) -> str:
+    prim = eqn.primitive.name
+    if prim in ("max", "min"):
+        return _max_min(t, prim, *ins)
+    if prim == "div" and isinstance(ins[0], str) and ins[0] in t.scaled:
+        count, quotient = t.scaled[ins[0]]
+        if _scalar(ins[1]) == count:  # sum / count: the mean the user meant
+            return quotient()
+    return binary(t, BINARY[prim], *ins)
+
+
+def _max_min(t: Tracer, prim: str, a: Any, b: Any) -> str:
+    x, c = (a, _scalar(b)) if isinstance(a, str) else (b, _scalar(a))
+    if c is None:
+        return binary(t, BINARY[prim], a, b)
+    if prim == "max":
+        if c == -np.inf:
+            return x
+        return t.emit("relu", [x]) if c == 0 else t.emit("clip", [x], {"min": c})
+    if c == np.inf:
+        return x
+    op, inputs, attrs = t.made.get(x, ("", [], {}))
+    if op in ("relu", "clip") and attrs.get("max", np.inf) >= c:  # relu6: min(max(x, 0), 6)
+        return t.emit("clip", inputs, {"min": attrs.get("min", 0.0), "max": c})
+    return t.emit("clip", [x], {"max": c})
+
+
+@rule("clamp", elementwise=True)
+def _clamp(t: Tracer, ins: list, eqn: Any) -> str:
+    lo, x, hi = ins
+    return _max_min(t, "min", _max_min(t, "max", x, lo), hi)
+
+
+@rule(*UNARY, elementwise=True)
+def _unary(t: Tracer, ins: list, eqn: Any) -> str:
+    return t.emit(UNARY[eqn.primitive.name], ins)
+
+
+@rule("rsqrt", elementwise=True)
+def _rsqrt(t: Tracer, ins: list, eqn: Any) -> str:
+    return binary(t, "div", np.float32(1), t.emit("sqrt", ins))
+
+
+@rule("square", elementwise=True)
+def _square(t: Tracer, ins: list, eqn: Any) -> str:
+    return t.emit("mul", [ins[0], ins[0]])
+
+
+@rule("integer_pow", elementwise=True)
+def _integer_pow(t: Tracer, ins: list, eqn: Any) -> str:
+    """x**y by squaring, the order XLA uses; a negative power is 1 / x**-y."""
+    y, x = eqn.params["y"], ins[0]
+    if y == 0:
+        raise Unsupported("x ** 0 of a run-time value; write the constant 1 instead")
+    result, power, n = None, x, abs(y)
+    while n:
+        if n & 1:
+            result = power if result is None else t.emit("mul", [result, power])
+        n >>= 1
+        if n:
+            power = t.emit("mul", [power, power])
+    return result if y > 0 else binary(t, "div", np.float32(1), result)
+
+
+@rule("and", "or", "not", elementwise=True)
+def _logic(t: Tracer, ins: list, eqn: Any) -> str:
+    """On 0/1 masks (what TTE's comparisons produce): and = a*b, or = a+b-a*b, not = 1-a."""
+    prim = eqn.primitive.name
+    if eqn.outvars[0].aval.dtype != np.bool_:
+        raise Unsupported("bitwise operations on integers are not supported")
+    if prim == "not":
+        return binary(t, "sub", np.float32(1), ins[0])
+    both = binary(t, "mul", *ins)
+    return both if prim == "and" else binary(t, "sub", binary(t, "add", *ins), both)
+
+
+@rule("select_n", elementwise=True)
+def _select(t: Tracer, ins: list, eqn: Any) -> str:
+    if len(ins) != 3:
+        raise Unsupported("select_n with more than two cases (an integer selector)")
+    pred, false, true = ins
+    return t.emit("where", _names(t, [pred, true, false]))
+
+
+@rule("convert_element_type", "copy", "copy_p", elementwise=True)
+def _convert(t: Tracer, ins: list, eqn: Any) -> str:
+    new = eqn.outvars[0].aval.dtype
+    old = eqn.invars[0].aval.dtype
+    if new != np.float32 or old not in (np.float32, np.bool_):
+        raise Unsupported(f"conversion from {old} to {new}: TTE's JAX frontend computes in "
+                          "float32 (booleans become 0/1 masks)")
+    return ins[0]
+
+
+def _axes(eqn: Any) -> list[int]:
+    return [int(a) for a in eqn.params["axes"]]
+
+
+@rule("reduce_sum")
+def _reduce_sum(t: Tracer, ins: list, eqn: Any) -> str:
+    shape, axes = t.shape(ins[0]), _axes(eqn)
+    count = float(np.prod([shape[a] for a in axes]))
+    y = t.emit("reduce_sum", ins, {"axes": axes, "keepdims": 0})
+    t.scaled[y] = (count, lambda: t.emit("reduce_mean", ins, {"axes": axes, "keepdims": 0}))
+    return y
+
+
+@rule("reduce_max")
+def _reduce_max(t: Tracer, ins: list, eqn: Any) -> str:
+    return t.emit("reduce_max", ins, {"axes": _axes(eqn), "keepdims": 0})
+
+
+@rule("reduce_min")
+def _reduce_min(t: Tracer, ins: list, eqn: Any) -> str:
+    neg = t.emit("neg", ins)
+    return t.emit("neg", [t.emit("reduce_max", [neg], {"axes": _axes(eqn), "keepdims": 0})])
+
+
+@rule("argmax")
+def _argmax(t: Tracer, ins: list, eqn: Any) -> str:
+    """For inference (the predicted class); nothing differentiates through an index."""
+    (axis,) = _axes(eqn)
+    if np.dtype(eqn.params["index_dtype"]) != np.int32:
+        raise Unsupported("argmax with an index type other than int32")
+    return t.emit("argmax", ins, {"axis": axis, "keepdims": 0})

@@ -1,0 +1,154 @@
+"""The walk over a jaxpr that builds the IR graph, and the registry of primitive rules.
+
+An environment maps each jaxpr variable to an IR value name (a run-time tensor) or to a
+numpy array (a constant known at trace time). Equations whose inputs are all constants are
+evaluated with JAX itself, so shape arithmetic, folded batch-norm statistics and the like
+never reach the IR. Calls (pjit, closed_call, custom_jvp/vjp) are inlined.
+
+Broadcasts of run-time tensors stay lazy: broadcast_in_dim becomes a reshape that inserts
+1s, and element-wise rules let numpy broadcasting do the rest; any other rule sees its
+operands materialised at their full jaxpr shape.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from tte.errors import TTEError, UnsupportedError
+from tte.ir import Graph, Role
+
+CALLS = {"pjit": "jaxpr", "jit": "jaxpr", "closed_call": "call_jaxpr", "core_call": "call_jaxpr",
+         "remat": "jaxpr", "checkpoint": "jaxpr", "custom_jvp_call": "call_jaxpr",
+         "custom_vjp_call": "call_jaxpr", "custom_vjp_call_jaxpr": "fun_jaxpr"}
+
+Operand = "str | np.ndarray"
+Rule = Callable[["Tracer", list, Any], str]
+RULES: dict[str, Rule] = {}
+ELEMENTWISE: set[str] = set()  # rules that accept lazily broadcast operands
+
+
+def rule(*prims: str, elementwise: bool = False) -> Callable[[Rule], Rule]:
+    def deco(fn: Rule) -> Rule:
+        for p in prims:
+            RULES[p] = fn
+            if elementwise:
+                ELEMENTWISE.add(p)
+        return fn
+    return deco
+
+
+class Unsupported(Exception):
+    """Raised by a rule; the tracer adds the primitive and the user's source line."""
+
+
+def source_line(eqn: Any) -> str:
+    """The user's file:line the equation came from, if JAX recorded it."""
+    try:
+        from jax._src import source_info_util
+        frame = source_info_util.user_frame(eqn.source_info.traceback)
+        return f"{frame.file_name}:{frame.start_line}" if frame else "an unknown line"
+    except Exception:  # the private API moved: say less rather than fail
+        return "an unknown line"
+
+
+def out_shape(eqn: Any) -> tuple[int, ...]:
+    return tuple(eqn.outvars[0].aval.shape)
+
+
+class Tracer:
+    def __init__(self, g: Graph) -> None:
+        self.g = g
+        self.made: dict[str, tuple[str, list[str], dict]] = {}  # value -> (op, inputs, attrs)
+        # v = count * mean (a sum): v -> (count, a function emitting the mean)
+        self.scaled: dict[str, tuple[float, Callable[[], str]]] = {}
+
+    # --- values -------------------------------------------------------------
+    def name(self, v: Operand, shape: tuple[int, ...] | None = None) -> str:
+        """An IR value for an operand; a constant becomes an IR constant (float32, or int32
+        for integers), shrunk to size 1 along axes where it is uniform if `shape` (the
+        extent the run-time operands already give) covers them."""
+        if isinstance(v, str):
+            return v
+        arr = np.asarray(v)
+        arr = arr.astype(np.int32 if arr.dtype.kind in "iu" else np.float32)
+        if shape is not None and arr.ndim == len(shape):
+            for ax, size in enumerate(shape):
+                first = np.take(arr, [0], axis=ax)
+                if size == arr.shape[ax] and np.array_equal(arr, np.broadcast_to(first, arr.shape)):
+                    arr = first
+            if arr.size == 1:
+                arr = arr.reshape(())
+        return self.g.add_param(self.g.fresh("const"), np.ascontiguousarray(arr), Role.const)
+
+    def shape(self, v: Operand) -> tuple[int, ...]:
+        return tuple(self.g.values[v].shape) if isinstance(v, str) else np.shape(v)
+
+    def emit(self, op: str, inputs: list[str], attrs: dict | None = None) -> str:
+        out = self.g.emit(op, inputs, attrs)
+        self.made[out] = (op, list(inputs), dict(attrs or {}))
+        return out
+
+    def full(self, v: Operand, shape: tuple[int, ...]) -> Operand:
+        """v at the full shape the jaxpr gives it (a lazy broadcast made real)."""
+        if not isinstance(v, str) or self.shape(v) == tuple(shape):
+            return v
+        return self.emit("mul", [v, self.name(np.ones(shape, np.float32))])
+
+    # --- the walk -----------------------------------------------------------
+    def run(self, jaxpr: Any, args: list, env: dict | None = None) -> list:
+        env = dict(env or {})
+        env.update(zip(jaxpr.invars, args))
+        for eqn in jaxpr.eqns:
+            ins = [a.val if hasattr(a, "val") else env[a] for a in eqn.invars]
+            outs = self._eqn(eqn, ins)
+            env.update(zip(eqn.outvars, outs))
+        return [a.val if hasattr(a, "val") else env[a] for a in jaxpr.outvars]
+
+    def _eqn(self, eqn: Any, ins: list) -> list:
+        prim = eqn.primitive.name
+        if prim in CALLS:
+            sub = eqn.params[CALLS[prim]]
+            closed = getattr(sub, "jaxpr", sub)
+            env = dict(zip(closed.constvars, getattr(sub, "consts", [])))
+            return self.run(closed, ins, env)[:len(eqn.outvars)]
+        if not any(isinstance(v, str) for v in ins):
+            return self._fold(eqn, ins)
+        fn = RULES.get(prim)
+        if fn is None:
+            raise UnsupportedError(f"JAX primitive {prim!r} (at {source_line(eqn)}) is not "
+                                   f"supported by TTE's JAX frontend. Supported: "
+                                   f"{', '.join(sorted(RULES))}")
+        if prim not in ELEMENTWISE:
+            ins = [self.full(v, tuple(a.aval.shape)) if hasattr(a, "aval") else v
+                   for v, a in zip(ins, eqn.invars)]
+        try:
+            return [fn(self, ins, eqn)]
+        except Unsupported as e:
+            raise UnsupportedError(f"JAX primitive {prim!r} (at {source_line(eqn)}): {e}") from None
+        except ValueError as e:  # an IR shape rule refused what the rule built
+            raise TTEError(f"JAX primitive {prim!r} (at {source_line(eqn)}) could not be "
+                           f"converted: {e}") from None
+
+    def _fold(self, eqn: Any, ins: list) -> list:
+        """Evaluate an equation on constants with JAX: its results are constants too."""
+        import jax.numpy as jnp
+        out = eqn.primitive.bind(*[jnp.asarray(v) for v in ins], **eqn.params)
+        outs = out if eqn.primitive.multiple_results else [out]
+        return [np.asarray(o) for o in outs]
+
+    def finish(self, outputs: list, outvars: list) -> list[str]:
+        """The graph's outputs at their full shapes; nodes nothing reads are dropped."""
+        names = [self.name(self.full(v, tuple(a.aval.shape))) for v, a in zip(outputs, outvars)]
+        live = set(names)
+        kept = []
+        for node in reversed(self.g.nodes):
+            if any(o in live for o in node.outputs):
+                kept.append(node)
+                live.update(i for i in node.inputs if i)
+        self.g.nodes = kept[::-1]
+        for v in [n for n, val in self.g.values.items()
+                  if n not in live and val.role not in (Role.frozen, Role.input)]:
+            del self.g.values[v]
+            self.g.data.pop(v, None)
+        return names
