@@ -13,19 +13,6 @@ import numpy as np
 from tte.frontends.jax_trace import Tracer, Unsupported, out_shape, rule
 
 
-def transpose(t: Tracer, x: str, perm: list[int]) -> str:
-    perm = [int(p) for p in perm]
-    op, inputs, attrs = t.made.get(x, ("", [], {}))
-    if op == "transpose":  # transpose(transpose(z, p0), p) = transpose(z, p0[p])
-        x, perm = inputs[0], [attrs["perm"][p] for p in perm]
-    return x if perm == sorted(perm) else t.emit("transpose", [x], {"perm": perm})
-
-
-def reshape(t: Tracer, x: str, shape: tuple[int, ...]) -> str:
-    shape = tuple(int(d) for d in shape)
-    return x if t.shape(x) == shape else t.emit("reshape", [x], {"shape": list(shape)})
-
-
 def _inverse(perm: list[int]) -> list[int]:
     return [int(i) for i in np.argsort(perm)]
 
@@ -36,19 +23,19 @@ def _broadcast(t: Tracer, ins: list, eqn: Any) -> str:
     shape = [1] * len(out_shape(eqn))
     for d, size in zip(eqn.params["broadcast_dimensions"], t.shape(ins[0])):
         shape[d] = size
-    return reshape(t, ins[0], tuple(shape))
+    return t.reshape(ins[0], tuple(shape))
 
 
 @rule("reshape", "squeeze")
 def _reshape(t: Tracer, ins: list, eqn: Any) -> str:
     if eqn.primitive.name == "reshape" and eqn.params.get("dimensions") is not None:
         raise Unsupported("reshape with a dimension order; transpose first")
-    return reshape(t, ins[0], out_shape(eqn))
+    return t.reshape(ins[0], out_shape(eqn))
 
 
 @rule("transpose")
 def _transpose(t: Tracer, ins: list, eqn: Any) -> str:
-    return transpose(t, ins[0], eqn.params["permutation"])
+    return t.transpose(ins[0], eqn.params["permutation"])
 
 
 @rule("concatenate")
@@ -99,19 +86,19 @@ def _conv(t: Tracer, ins: list, eqn: Any) -> str:
         raise Unsupported("transposed (lhs-dilated) or batch-grouped convolution")
     if any(lo < 0 or hi < 0 for lo, hi in p["padding"]):
         raise Unsupported("negative convolution padding")
-    x = transpose(t, ins[0], list(dn.lhs_spec))   # NC + spatial
-    w = transpose(t, ins[1], list(dn.rhs_spec))   # OI + spatial
+    x = t.transpose(ins[0], list(dn.lhs_spec))   # NC + spatial
+    w = t.transpose(ins[1], list(dn.rhs_spec))   # OI + spatial
     pads, strides, dil = list(p["padding"]), list(p["window_strides"]), list(p["rhs_dilation"])
     if spatial == 1:  # a 1-D convolution is a 2-D one of height 1
-        x = reshape(t, x, t.shape(x)[:2] + (1,) + t.shape(x)[2:])
-        w = reshape(t, w, t.shape(w)[:2] + (1,) + t.shape(w)[2:])
+        x = t.reshape(x, t.shape(x)[:2] + (1,) + t.shape(x)[2:])
+        w = t.reshape(w, t.shape(w)[:2] + (1,) + t.shape(w)[2:])
         pads, strides, dil = [(0, 0)] + pads, [1] + strides, [1] + dil
     (top, bottom), (left, right) = pads
     y = t.emit("conv2d", [x, w], {"strides": strides, "pads": [top, left, bottom, right],
                                   "dilations": dil, "group": int(p["feature_group_count"])})
     if spatial == 1:
-        y = reshape(t, y, t.shape(y)[:2] + t.shape(y)[3:])
-    return transpose(t, y, _inverse(list(dn.out_spec)))
+        y = t.reshape(y, t.shape(y)[:2] + t.shape(y)[3:])
+    return t.transpose(y, _inverse(list(dn.out_spec)))
 
 
 @rule("dot_general")
@@ -127,9 +114,9 @@ def _dot(t: Tracer, ins: list, eqn: Any) -> str:
     rf = [d for d in range(len(sw)) if d not in (*rc, *rb)]
     batch = (int(np.prod([sx[d] for d in lb])),) if lb else ()
     size = lambda s, dims: int(np.prod([s[d] for d in dims]))  # noqa: E731
-    a = reshape(t, transpose(t, x, [*lb, *lf, *lc]), batch + (size(sx, lf), size(sx, lc)))
-    b = reshape(t, transpose(t, w, [*rb, *rc, *rf]), batch + (size(sw, rc), size(sw, rf)))
-    return reshape(t, t.emit("matmul", [a, b]), out_shape(eqn))
+    a = t.reshape(t.transpose(x, [*lb, *lf, *lc]), batch + (size(sx, lf), size(sx, lc)))
+    b = t.reshape(t.transpose(w, [*rb, *rc, *rf]), batch + (size(sw, rc), size(sw, rf)))
+    return t.reshape(t.emit("matmul", [a, b]), out_shape(eqn))
 
 
 @rule("reduce_window_max", "reduce_window_sum")
@@ -149,17 +136,17 @@ def _pool(t: Tracer, ins: list, eqn: Any) -> str:
     rest = [i for i in range(rank) if i not in pooled]
     spatial = sorted(pooled + rest[len(rest) - (2 - len(pooled)):] if len(pooled) < 2 else pooled)
     others = [i for i in range(rank) if i not in spatial]
-    x = transpose(t, ins[0], others + spatial)
+    x = t.transpose(ins[0], others + spatial)
     lead = t.shape(x)[:-2]
-    x = reshape(t, x, (lead if rank == 4 else (1, int(np.prod(lead)))) + t.shape(x)[-2:])
+    x = t.reshape(x, (lead if rank == 4 else (1, int(np.prod(lead)))) + t.shape(x)[-2:])
     attrs = {"kernel": [int(window[s]) for s in spatial],
              "strides": [int(strides[s]) for s in spatial],
              "pads": [int(pads[spatial[0]][0]), int(pads[spatial[1]][0]),
                       int(pads[spatial[0]][1]), int(pads[spatial[1]][1])]}
 
     def restore(v: str) -> str:
-        v = reshape(t, v, lead + t.shape(v)[-2:])
-        return transpose(t, v, _inverse(others + spatial))
+        v = t.reshape(v, lead + t.shape(v)[-2:])
+        return t.transpose(v, _inverse(others + spatial))
 
     if eqn.primitive.name == "reduce_window_max":
         dil = [int(p["window_dilation"][s]) for s in spatial]

@@ -50,7 +50,63 @@ def _binary(t: Tracer, ins: list, eqn: Any) -> str:
         count, quotient = t.scaled[ins[0]]
         if _scalar(ins[1]) == count:  # sum / count: the mean the user meant
             return quotient()
-    return binary(t, BINARY[prim], *ins)
+    return (_hard_activation(t, prim, *ins) or _softmax(t, prim, *ins)
+            or binary(t, BINARY[prim], *ins))
+
+
+def _made(t: Tracer, v: Any, op: str) -> tuple[list[str], dict] | None:
+    """(inputs, attrs) of the node making v if it is `op`, looking through reshapes."""
+    entry = t.made.get(v) if isinstance(v, str) else None
+    while entry and entry[0] == "reshape" and op != "reshape":
+        entry = t.made.get(entry[1][0])
+    return (entry[1], entry[2]) if entry and entry[0] == op else None
+
+
+def _softmax(t: Tracer, prim: str, a: Any, b: Any) -> str | None:
+    """jax.nn.log_softmax / softmax, i.e. z = x - stop_gradient(max(x)), then z - log(sum(exp
+    z)) or exp(z) / sum(exp(z)) over one axis, as the IR's one-node ops."""
+    if prim == "sub":
+        k = _made(t, b, "log")
+        total = k and _made(t, k[0][0], "reduce_sum")
+        z = total and _made(t, total[0][0], "exp") and t.made[total[0][0]][1][0]
+        if not z or z != a:
+            return None
+    elif prim == "div":
+        total = _made(t, b, "reduce_sum")
+        z = total and total[0][0] == a and _made(t, a, "exp") and _made(t, a, "exp")[0][0]
+        if not z:
+            return None
+    else:
+        return None
+    shifted = _made(t, z, "sub")
+    top = shifted and _made(t, shifted[0][1], "stop_gradient")
+    peak = top and _made(t, top[0][0], "reduce_max")
+    axes = total[1]["axes"]
+    if not peak or peak[0][0] != shifted[0][0] or peak[1]["axes"] != axes or len(axes) != 1:
+        return None
+    return t.emit("log_softmax" if prim == "sub" else "softmax", [peak[0][0]], {"axis": axes[0]})
+
+
+def _hard_activation(t: Tracer, prim: str, a: Any, b: Any) -> str | None:
+    """jax.nn.hard_sigmoid (relu6(x + 3) / 6) and hard_swish (x times that) as the IR's
+    one-node activations instead of four nodes."""
+    if prim == "div" and _scalar(b) == 6 and isinstance(a, str):
+        op, (inner, *_), attrs = t.made.get(a, ("", [""], {}))
+        if op == "clip" and (attrs.get("min"), attrs.get("max")) == (0.0, 6.0):
+            op, inputs, _ = t.made.get(inner, ("", [], {}))
+            if op == "add" and len(inputs) == 2 and _ir_scalar(t, inputs[1]) == 3:
+                return t.emit("hard_sigmoid", inputs[:1], {"alpha": 1 / 6, "beta": 0.5})
+    if prim == "mul":
+        for x, s in ((a, b), (b, a)):
+            op, inputs, attrs = t.made.get(s, ("", [], {})) if isinstance(s, str) else ("",) * 3
+            if op == "hard_sigmoid" and inputs == [x] and attrs["alpha"] == 1 / 6:
+                return t.emit("hard_swish", [x])
+    return None
+
+
+def _ir_scalar(t: Tracer, name: str) -> float | None:
+    """The number an IR constant holds everywhere, else None."""
+    return _scalar(t.g.data[name]) if name in t.g.data and name not in t.g.params() else None
 
 
 def _max_min(t: Tracer, prim: str, a: Any, b: Any) -> str:

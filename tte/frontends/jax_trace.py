@@ -89,6 +89,17 @@ class Tracer:
         self.made[out] = (op, list(inputs), dict(attrs or {}))
         return out
 
+    def transpose(self, x: str, perm: list[int]) -> str:
+        perm = [int(p) for p in perm]
+        op, inputs, attrs = self.made.get(x, ("", [], {}))
+        if op == "transpose":  # transpose(transpose(z, p0), p) = transpose(z, p0[p])
+            x, perm = inputs[0], [attrs["perm"][p] for p in perm]
+        return x if perm == sorted(perm) else self.emit("transpose", [x], {"perm": perm})
+
+    def reshape(self, x: str, shape: tuple[int, ...]) -> str:
+        shape = tuple(int(d) for d in shape)
+        return x if self.shape(x) == shape else self.emit("reshape", [x], {"shape": list(shape)})
+
     def full(self, v: Operand, shape: tuple[int, ...]) -> Operand:
         """v at the full shape the jaxpr gives it (a lazy broadcast made real)."""
         if not isinstance(v, str) or self.shape(v) == tuple(shape):
@@ -119,16 +130,44 @@ class Tracer:
             raise UnsupportedError(f"JAX primitive {prim!r} (at {source_line(eqn)}) is not "
                                    f"supported by TTE's JAX frontend. Supported: "
                                    f"{', '.join(sorted(RULES))}")
+        perm = None
         if prim not in ELEMENTWISE:
             ins = [self.full(v, tuple(a.aval.shape)) if hasattr(a, "aval") else v
                    for v, a in zip(ins, eqn.invars)]
+        elif prim != "broadcast_in_dim":
+            ins, perm = self._sink_transpose(ins)
         try:
-            return [fn(self, ins, eqn)]
+            y = fn(self, ins, eqn)
+            return [y if perm is None else self.transpose(y, perm)]
         except Unsupported as e:
             raise UnsupportedError(f"JAX primitive {prim!r} (at {source_line(eqn)}): {e}") from None
         except ValueError as e:  # an IR shape rule refused what the rule built
             raise TTEError(f"JAX primitive {prim!r} (at {source_line(eqn)}) could not be "
                            f"converted: {e}") from None
+
+    def _sink_transpose(self, ins: list) -> tuple[list, list[int] | None]:
+        """An element-wise op on transpose(z, p) computes on z and transposes after, so
+        that the transposes around NHWC convolutions meet and cancel. Other operands follow
+        when that is free: transposes by the same p, constants, and tensors with at most one
+        dimension above 1 (a reshape)."""
+        made = [self.made.get(v, ("",)) if isinstance(v, str) else ("",) for v in ins]
+        perms = [m[2]["perm"] for m in made if m[0] == "transpose"]
+        if not perms or any(isinstance(v, str) and v in self.scaled for v in ins):
+            return ins, None
+        perm = perms[0]
+        back = [int(i) for i in np.argsort(perm)]
+        moved = []
+        for v, m in zip(ins, made):
+            if m[0] == "transpose" and m[2]["perm"] == perm:
+                moved.append(m[1][0])
+            elif not isinstance(v, str):
+                arr = np.asarray(v)
+                moved.append(np.transpose(arr, back) if arr.ndim == len(perm) else arr)
+            elif sum(d > 1 for d in self.shape(v)) <= 1:
+                moved.append(self.reshape(v, tuple(self.shape(v)[i] for i in back)))
+            else:
+                return ins, None
+        return moved, perm
 
     def _fold(self, eqn: Any, ins: list) -> list:
         """Evaluate an equation on constants with JAX: its results are constants too."""
