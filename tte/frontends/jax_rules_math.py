@@ -1,9 +1,10 @@
 """Element-wise primitives, comparisons, selection and reductions.
 
 Chains the IR has no op for are composed from IR ops: integer_pow by repeated products,
-rsqrt as 1 / sqrt, boolean and/or/not on 0/1 masks by arithmetic, reduce_min through
-reduce_max of the negation. max/min against a constant become ReLU or clip, and
-reduce_sum followed by a division by its count becomes reduce_mean.
+rsqrt as 1 / sqrt, expm1/log1p/abs/sign/is_finite, boolean and/or/not on 0/1 masks by
+arithmetic, reduce_min through reduce_max of the negation. The other way round, chains
+the IR has one op for become that op: max/min against a constant ReLU or clip, a sum
+over its count reduce_mean, jax.nn's hard_sigmoid/hard_swish/softmax/log_softmax theirs.
 """
 from __future__ import annotations
 
@@ -134,6 +135,23 @@ def _clamp(t: Tracer, ins: list, eqn: Any) -> str:
 @rule(*UNARY, elementwise=True)
 def _unary(t: Tracer, ins: list, eqn: Any) -> str:
     return t.emit(UNARY[eqn.primitive.name], ins)
+
+
+@rule("expm1", "log1p", "abs", "sign", "is_finite", elementwise=True)
+def _composed(t: Tracer, ins: list, eqn: Any) -> str:
+    """exp(x) - 1, log(1 + x), max(x, -x) (JAX's 0 gradient at 0: ties split), the
+    difference of two comparisons, and x - x == 0 (NaN for inf and NaN)."""
+    x, prim = ins[0], eqn.primitive.name
+    if prim == "expm1":
+        return binary(t, "sub", t.emit("exp", [x]), np.float32(1))
+    if prim == "log1p":
+        return t.emit("log", [binary(t, "add", np.float32(1), x)])
+    if prim == "abs":
+        return t.emit("maximum", [x, t.emit("neg", [x])])
+    if prim == "sign":
+        return t.emit("sub", [binary(t, "greater", x, np.float32(0)),
+                              binary(t, "less", x, np.float32(0))])
+    return binary(t, "equal", t.emit("sub", [x, x]), np.float32(0))
 
 
 @rule("rsqrt", elementwise=True)

@@ -42,14 +42,18 @@ class Unsupported(Exception):
     """Raised by a rule; the tracer adds the primitive and the user's source line."""
 
 
-def source_line(eqn: Any) -> str:
-    """The user's file:line the equation came from, if JAX recorded it."""
+def source_line(*eqns: Any) -> str:
+    """The user's file:line the first of eqns (innermost first) came from, if JAX recorded
+    it: inside library functions such as jax.nn.elu, the line that called them."""
     try:
         from jax._src import source_info_util
-        frame = source_info_util.user_frame(eqn.source_info.traceback)
-        return f"{frame.file_name}:{frame.start_line}" if frame else "an unknown line"
+        for eqn in eqns:
+            frame = source_info_util.user_frame(eqn.source_info.traceback)
+            if frame:
+                return f"{frame.file_name}:{frame.start_line}"
     except Exception:  # the private API moved: say less rather than fail
-        return "an unknown line"
+        pass
+    return "an unknown line"
 
 
 def out_shape(eqn: Any) -> tuple[int, ...]:
@@ -59,6 +63,7 @@ def out_shape(eqn: Any) -> tuple[int, ...]:
 class Tracer:
     def __init__(self, g: Graph) -> None:
         self.g = g
+        self.calls: list[Any] = []  # the call equations being inlined, outermost first
         self.made: dict[str, tuple[str, list[str], dict]] = {}  # value -> (op, inputs, attrs)
         # v = count * mean (a sum): v -> (count, a function emitting the mean)
         self.scaled: dict[str, tuple[float, Callable[[], str]]] = {}
@@ -122,14 +127,16 @@ class Tracer:
             sub = eqn.params[CALLS[prim]]
             closed = getattr(sub, "jaxpr", sub)
             env = dict(zip(closed.constvars, getattr(sub, "consts", [])))
-            return self.run(closed, ins, env)[:len(eqn.outvars)]
+            self.calls.append(eqn)
+            outs = self.run(closed, ins, env)[:len(eqn.outvars)]
+            self.calls.pop()
+            return outs
         if not any(isinstance(v, str) for v in ins):
             return self._fold(eqn, ins)
         fn = RULES.get(prim)
         if fn is None:
-            raise UnsupportedError(f"JAX primitive {prim!r} (at {source_line(eqn)}) is not "
-                                   f"supported by TTE's JAX frontend. Supported: "
-                                   f"{', '.join(sorted(RULES))}")
+            raise UnsupportedError(f"{self._where(eqn)} is not supported by TTE's JAX "
+                                   f"frontend. Supported: {', '.join(sorted(RULES))}")
         perm = None
         if prim not in ELEMENTWISE:
             ins = [self.full(v, tuple(a.aval.shape)) if hasattr(a, "aval") else v
@@ -140,10 +147,12 @@ class Tracer:
             y = fn(self, ins, eqn)
             return [y if perm is None else self.transpose(y, perm)]
         except Unsupported as e:
-            raise UnsupportedError(f"JAX primitive {prim!r} (at {source_line(eqn)}): {e}") from None
+            raise UnsupportedError(f"{self._where(eqn)}: {e}") from None
         except ValueError as e:  # an IR shape rule refused what the rule built
-            raise TTEError(f"JAX primitive {prim!r} (at {source_line(eqn)}) could not be "
-                           f"converted: {e}") from None
+            raise TTEError(f"{self._where(eqn)} could not be converted: {e}") from None
+
+    def _where(self, eqn: Any) -> str:
+        return f"JAX primitive {eqn.primitive.name!r} (at {source_line(eqn, *self.calls[::-1])})"
 
     def _sink_transpose(self, ins: list) -> tuple[list, list[int] | None]:
         """An element-wise op on transpose(z, p) computes on z and transposes after, so
