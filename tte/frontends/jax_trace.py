@@ -60,6 +60,14 @@ def out_shape(eqn: Any) -> tuple[int, ...]:
     return tuple(eqn.outvars[0].aval.shape)
 
 
+def _big_axes(shape: tuple[int, ...]) -> list[int]:
+    return [i for i, d in enumerate(shape) if d > 1]
+
+
+def _big(shape: tuple[int, ...]) -> list[int]:
+    return [d for d in shape if d > 1]
+
+
 class Tracer:
     def __init__(self, g: Graph) -> None:
         self.g = g
@@ -95,15 +103,47 @@ class Tracer:
         return out
 
     def transpose(self, x: str, perm: list[int]) -> str:
-        perm = [int(p) for p in perm]
-        op, inputs, attrs = self.made.get(x, ("", [], {}))
-        if op == "transpose":  # transpose(transpose(z, p0), p) = transpose(z, p0[p])
-            x, perm = inputs[0], [attrs["perm"][p] for p in perm]
-        return x if perm == sorted(perm) else self.emit("transpose", [x], {"perm": perm})
+        return self._keep_scaled(x, self._transpose(x, perm), lambda v: self.transpose(v, perm))
 
     def reshape(self, x: str, shape: tuple[int, ...]) -> str:
         shape = tuple(int(d) for d in shape)
-        return x if self.shape(x) == shape else self.emit("reshape", [x], {"shape": list(shape)})
+        y = x if self.shape(x) == shape else self.emit("reshape", [x], {"shape": list(shape)})
+        return self._keep_scaled(x, y, lambda v: self.reshape(v, shape))
+
+    def _keep_scaled(self, x: str, y: str, move: Callable[[str], str]) -> str:
+        """A sum moved by a transpose or reshape is still a count times a mean."""
+        if x in self.scaled and y != x:
+            count, quotient = self.scaled[x]
+            self.scaled[y] = (count, lambda: move(quotient()))
+        return y
+
+    def _transpose(self, x: str, perm: list[int]) -> str:
+        """transpose(x, perm), computed from the tensor x came from through transposes and
+        reshapes that only add or drop 1s: pairs cancel, and a permutation that keeps the
+        order of the dimensions above 1 is a reshape."""
+        shape = self.shape(x)
+        target = tuple(shape[p] for p in perm)
+        axes = [int(p) for p in perm if shape[p] > 1]  # in the order the result needs them
+        base = x
+        while base in self.made:
+            op, inputs, attrs = self.made[base]
+            if op == "transpose":
+                axes = [attrs["perm"][a] for a in axes]
+            elif op == "reshape" and _big(self.shape(inputs[0])) == _big(self.shape(base)):
+                into = dict(zip(_big_axes(self.shape(base)), _big_axes(self.shape(inputs[0]))))
+                axes = [into[a] for a in axes]
+            else:
+                break
+            base = inputs[0]
+        if axes != sorted(axes):
+            ones = [a for a in range(len(self.shape(base))) if a not in axes]
+            if len(ones) == target.count(1):  # the 1s where the target has them
+                big, unit = iter(axes), iter(ones)
+                axes = [next(big) if d > 1 else next(unit) for d in target]
+            else:
+                axes += ones
+            base = self.emit("transpose", [base], {"perm": axes})
+        return self.reshape(base, target)
 
     def full(self, v: Operand, shape: tuple[int, ...]) -> Operand:
         """v at the full shape the jaxpr gives it (a lazy broadcast made real)."""
