@@ -11,6 +11,8 @@ setup(
                       "tqdm>=4.60"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "jax>=0.4.30", "jaxlib>=0.4.30", "matplotlib>=3.7",
+                 # tests/test_jax_models.py: a model written with equinox's layers
+                 "equinox>=0.11",
                  "tflite-micro>=0.dev0; platform_system=='Linux' and platform_machine=='x86_64'",
                  "flatbuffers>=23.5",
                  # micro_speech's audio features: the TFLM microfrontend's C code
