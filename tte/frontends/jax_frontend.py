@@ -34,29 +34,31 @@ def _path_name(path: tuple) -> str:
 
 def from_jax(apply_fn: Callable, params: Any, example_input: Any, *,
              name: str | None = None) -> Graph:
-    """The forward graph of apply_fn(params, x), traced at example_input's shape."""
+    """The forward graph of apply_fn(params, x), traced at example_input's shape in float32
+    (with jax_enable_x64 on too: the C computes in float32)."""
     import jax
-    leaves, _ = jax.tree_util.tree_flatten_with_path(params)
-    x = np.asarray(example_input, np.float32)
-    try:
-        closed = jax.make_jaxpr(apply_fn)(params, x)
-    except Exception as e:
-        raise TTEError(f"tracing {getattr(apply_fn, '__name__', 'the model')} with JAX failed: "
-                       f"{type(e).__name__}: {e}") from None
-    g = Graph(name or getattr(apply_fn, "__name__", "jax_model"))
-    t = Tracer(g)
-    args: list = []
+    leaves, tree = jax.tree_util.tree_flatten_with_path(params)
+    arrays = []
     for path, leaf in leaves:
         arr = np.asarray(leaf)
         if arr.dtype.kind != "f":
             raise TTEError(f"parameter {_path_name(path)} has dtype {arr.dtype}; TTE trains "
                            f"float parameters")
-        args.append(g.add_param(_path_name(path), arr.astype(np.float32), Role.frozen,
-                                DType.f32))
+        arrays.append(arr.astype(np.float32))
+    x = np.asarray(example_input, np.float32)
+    try:
+        closed = jax.make_jaxpr(apply_fn)(jax.tree_util.tree_unflatten(tree, arrays), x)
+    except Exception as e:
+        raise TTEError(f"tracing {getattr(apply_fn, '__name__', 'the model')} with JAX failed: "
+                       f"{type(e).__name__}: {e}") from None
+    g = Graph(name or getattr(apply_fn, "__name__", "jax_model"))
+    t = Tracer(g)
+    args = [g.add_param(_path_name(path), arr, Role.frozen, DType.f32)
+            for (path, _), arr in zip(leaves, arrays)]
     args.append(g.add_input("x", x.shape))
     consts = {v: np.asarray(c) for v, c in zip(closed.jaxpr.constvars, closed.consts)}
     outs = t.run(closed.jaxpr, args, consts)
-    g.outputs = t.finish(outs, closed.jaxpr.outvars)
+    t.finish(outs, closed.jaxpr.outvars)
     verify(g)
     return g
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from tte.errors import TTEError, UnsupportedError
 from tte.ir import Graph, Role
+from tte.passes.core import eliminate_dead_nodes
 
 CALLS = {"pjit": "jaxpr", "jit": "jaxpr", "closed_call": "call_jaxpr", "core_call": "call_jaxpr",
          "remat": "jaxpr", "checkpoint": "jaxpr", "custom_jvp_call": "call_jaxpr",
@@ -225,18 +226,8 @@ class Tracer:
         outs = out if eqn.primitive.multiple_results else [out]
         return [np.asarray(o) for o in outs]
 
-    def finish(self, outputs: list, outvars: list) -> list[str]:
+    def finish(self, outputs: list, outvars: list) -> None:
         """The graph's outputs at their full shapes; nodes nothing reads are dropped."""
-        names = [self.name(self.full(v, tuple(a.aval.shape))) for v, a in zip(outputs, outvars)]
-        live = set(names)
-        kept = []
-        for node in reversed(self.g.nodes):
-            if any(o in live for o in node.outputs):
-                kept.append(node)
-                live.update(i for i in node.inputs if i)
-        self.g.nodes = kept[::-1]
-        for v in [n for n, val in self.g.values.items()
-                  if n not in live and val.role not in (Role.frozen, Role.input)]:
-            del self.g.values[v]
-            self.g.data.pop(v, None)
-        return names
+        self.g.outputs = [self.name(self.full(v, tuple(a.aval.shape)))
+                          for v, a in zip(outputs, outvars)]
+        eliminate_dead_nodes(self.g)

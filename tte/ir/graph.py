@@ -60,7 +60,7 @@ class Graph:
                   dtype: DType | None = None) -> str:
         dtype = dtype or DType.from_numpy(data.dtype)
         self.add_value(Value(name, tuple(data.shape), dtype, role))
-        self.data[name] = np.ascontiguousarray(data, dtype=dtype.numpy)
+        self.data[name] = np.asarray(data, dtype=dtype.numpy, order="C")  # keeps 0-d 0-d
         return name
 
     def add_node(self, op: str, inputs: list[str], attrs: dict | None = None,

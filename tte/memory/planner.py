@@ -72,7 +72,9 @@ def _group_in_place(g: Graph, span: dict[str, list[int]],
             # only the first output may take over the input, so two outputs never share
             src = node.inputs[k] if j == 0 and k is not None and k < len(node.inputs) else ""
             buf = owner.get(src)
-            if buf is not None and buf.end == i and buf.size == _aligned(v.nbytes) \
+            # exact sizes: a broadcast operand a few bytes smaller would be overwritten
+            # while the op still reads it
+            if buf is not None and buf.end == i and g.values[src].nbytes == v.nbytes \
                     and src not in g.outputs:
                 buf.values.append(o)
                 buf.end = span[o][1]

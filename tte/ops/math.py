@@ -25,9 +25,8 @@ def _no_grad(g, node, gys, needs):
 def constant(g: Graph, value: float, dtype: DType) -> str:
     """A scalar constant of graph g for a VJP, shared by every VJP that needs the same one."""
     name = f"const.{value!r}.{dtype.value}"
-    if name not in g.values:  # not add_param: its ascontiguousarray makes 0-d data 1-d
-        g.add_value(Value(name, (), dtype, Role.const))
-        g.data[name] = np.asarray(value, dtype.numpy)
+    if name not in g.values:
+        g.add_param(name, np.asarray(value, dtype.numpy), Role.const)
     return name
 
 

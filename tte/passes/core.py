@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from tte.ir.graph import Graph
+from tte.ir.types import Role
 from tte.ir.verify import verify
 from tte.ops.registry import get_op
 
@@ -19,7 +20,8 @@ def run_passes(g: Graph, passes: list[Pass]) -> Graph:
 
 
 def eliminate_dead_nodes(g: Graph) -> None:
-    """Drop nodes whose results nothing reads (updates have effects and always stay)."""
+    """Drop nodes whose results nothing reads (updates have effects and always stay), and
+    the constants only they read (a C `static const` nothing uses fails -Werror)."""
     live = set(g.outputs)
     kept = []
     for node in reversed(g.nodes):
@@ -30,6 +32,9 @@ def eliminate_dead_nodes(g: Graph) -> None:
             for o in node.outputs:
                 del g.values[o]
     g.nodes = kept[::-1]
+    for name in [n for n, v in g.values.items() if v.role == Role.const and n not in live]:
+        del g.values[name]
+        g.data.pop(name, None)
 
 
 def schedule_updates_early(g: Graph) -> None:
