@@ -169,8 +169,8 @@ void tte_clip_f32(const float *x, float *y, int32_t n, float lo, float hi)
 {
     int32_t i;
     for (i = 0; i < n; ++i) {
-        const float v = x[i];
-        y[i] = v < lo ? lo : (v > hi ? hi : v); /* numpy.clip: min(max(x, lo), hi) */
+        const float v = x[i] < lo ? lo : x[i];
+        y[i] = v > hi ? hi : v; /* numpy.clip: min(max(x, lo), hi), hi when lo > hi */
     }
 }
 

@@ -22,8 +22,8 @@ void tte_relu_grad_f16(const tte_f16 *y, const tte_f16 *gy, tte_f16 *gx, int32_t
 void tte_clip_f16(const tte_f16 *x, tte_f16 *y, int32_t n, float lo, float hi)
 {
     for (int32_t i = 0; i < n; ++i) {
-        const float v = (float)x[i];
-        y[i] = (tte_f16)(v < lo ? lo : v > hi ? hi : v);
+        const float v = (float)x[i] < lo ? lo : (float)x[i];
+        y[i] = (tte_f16)(v > hi ? hi : v); /* min(max(x, lo), hi), as tte_clip_f32 */
     }
 }
 

@@ -86,8 +86,8 @@ def _conv(t: Tracer, ins: list, eqn: Any) -> str:
         raise Unsupported("transposed (lhs-dilated) or batch-grouped convolution")
     if any(lo < 0 or hi < 0 for lo, hi in p["padding"]):
         raise Unsupported("negative convolution padding")
-    x = t.transpose(ins[0], list(dn.lhs_spec))   # NC + spatial
-    w = t.transpose(ins[1], list(dn.rhs_spec))   # OI + spatial
+    x = t.transpose(t.name(ins[0]), list(dn.lhs_spec))   # NC + spatial
+    w = t.transpose(t.name(ins[1]), list(dn.rhs_spec))   # OI + spatial
     pads, strides, dil = list(p["padding"]), list(p["window_strides"]), list(p["rhs_dilation"])
     if spatial == 1:  # a 1-D convolution is a 2-D one of height 1
         x = t.reshape(x, t.shape(x)[:2] + (1,) + t.shape(x)[2:])
@@ -106,7 +106,7 @@ def _dot(t: Tracer, ins: list, eqn: Any) -> str:
     """x[N, K] @ w.T is a linear layer, x[N, K] @ w a matmul; any other contraction is a
     (batched) matmul of operands transposed and reshaped to [B,] M, K and [B,] K, N."""
     (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
-    x, w = ins
+    x, w = (t.name(v) for v in ins)
     sx, sw = t.shape(x), t.shape(w)
     if not lb and len(sx) == len(sw) == 2 and tuple(lc) == (1,):
         return t.emit("linear" if tuple(rc) == (1,) else "matmul", [x, w])

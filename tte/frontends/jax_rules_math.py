@@ -121,8 +121,9 @@ def _max_min(t: Tracer, prim: str, a: Any, b: Any) -> str:
     if c == np.inf:
         return x
     op, inputs, attrs = t.made.get(x, ("", [], {}))
-    if op in ("relu", "clip") and attrs.get("max", np.inf) >= c:  # relu6: min(max(x, 0), 6)
-        return t.emit("clip", inputs, {"min": attrs.get("min", 0.0), "max": c})
+    if op in ("relu", "clip"):  # one clip for relu6 = min(max(x, 0), 6), and min(min(..))
+        low = 0.0 if op == "relu" else attrs.get("min", -np.inf)
+        return t.emit("clip", inputs, {"min": low, "max": min(attrs.get("max", np.inf), c)})
     return t.emit("clip", [x], {"max": c})
 
 
