@@ -58,3 +58,59 @@ def test_unsupported_primitive_names_it_and_the_line():
     with pytest.raises(tte.UnsupportedError, match=r"'sin' \(at .*test_jax_frontend.py:\d+\)"):
         tte.from_jax(lambda p, x: jnp.sin(x) * p["s"], {"s": np.float32(2)},
                      np.ones((1, 3), np.float32))
+
+
+def nhwc_cnn(p, x):
+    """HWIO weights, as flax writes them; the bias added in NHWC."""
+    for name in ("conv1", "conv2"):
+        x = lax.conv_general_dilated(x, p[name]["w"], (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        x = jax.nn.relu(x + p[name]["b"])
+    return x.reshape(x.shape[0], -1) @ p["dense"]["w"] + p["dense"]["b"]
+
+
+def _nhwc_params() -> dict:
+    rng = np.random.default_rng(2)
+    return {"conv1": {"w": rng.normal(0, .3, (3, 3, 2, 4)).astype(np.float32),
+                      "b": rng.normal(0, .1, 4).astype(np.float32)},
+            "conv2": {"w": rng.normal(0, .3, (3, 3, 4, 4)).astype(np.float32),
+                      "b": rng.normal(0, .1, 4).astype(np.float32)},
+            "dense": {"w": rng.normal(0, .1, (4 * 5 * 5, 3)).astype(np.float32),
+                      "b": np.zeros(3, np.float32)}}
+
+
+def test_layouts_and_bias_adds_fold_away():
+    """NHWC convolutions meet in NCHW: only the input's and the flatten's transposes (and the
+    HWIO weights') remain, and `+ b` becomes the convolution's bias input."""
+    g = tte.from_jax(nhwc_cnn, _nhwc_params(), np.zeros((1, 5, 5, 2), np.float32))
+    ops = [n.op for n in g.nodes]
+    assert ops.count("transpose") == 4 and "add" in ops  # the dense bias: matmul + add
+    assert [n.inputs[2] for n in g.nodes if n.op == "conv2d"] == ["conv1/b", "conv2/b"]
+
+
+def test_schemes_see_jax_layers():
+    """update="bias" trains the folded conv biases; "last:1" the HWIO weight behind its
+    transpose and the dense head (matmul + add), trained as jax.grad would train them."""
+    params, x = _nhwc_params(), np.random.default_rng(3).normal(size=(1, 5, 5, 2))
+    g = tte.from_jax(nhwc_cnn, params, x)
+    assert set(tte.compile(g, update="bias").trainable) == {"conv1/b", "conv2/b"}
+    prog = tte.compile(g, update="last:1", optimizer={"lr": LR})
+    trained = {"conv2/b", "conv2/w", "dense/b", "dense/w"}
+    assert set(prog.trainable) == trained
+    runner = prog.build()
+    runner.train_step(x, 1)
+    grads = jax.grad(lambda p: -jax.nn.log_softmax(nhwc_cnn(p, x))[0, 1])(params)
+    got = runner.params()
+    for name in trained:
+        layer, leaf = name.split("/")
+        np.testing.assert_allclose(got[name], params[layer][leaf] - LR * grads[layer][leaf],
+                                   rtol=1e-5, atol=1e-7)
+    with pytest.raises(tte.TTEError, match="HWIO weight"):
+        tte.compile(g, update={"weight_update_idx": [1], "weight_update_ratio": [0.5]})
+
+
+def test_bias_update_of_a_model_without_biases_says_so():
+    g = tte.from_jax(lambda p, x: x @ p["w"], {"w": np.ones((4, 2), np.float32)},
+                     np.ones((1, 4), np.float32))
+    with pytest.raises(tte.TTEError, match="no convolution, linear or batch-norm layer"):
+        tte.compile(g, update="bias")

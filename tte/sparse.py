@@ -44,7 +44,8 @@ from tte.ir.graph import Graph, Node
 
 CONV_OPS = ("conv2d", "conv2d_s8")
 RATIOS = (0, 0.125, 0.25, 0.5, 1)
-HEAD_OPS = ("linear", "linear_s8")  # after the last convolution: the head
+# after the last convolution: the head (a JAX dense layer is matmul + add)
+HEAD_OPS = ("linear", "linear_s8", "matmul", "add")
 KEYS = {"n_bias_update", "weight_update_idx", "weight_update_ratio", "head", "channels",
         "last_k_layers"}
 LAST_K = re.compile(r"last:(\d+)")
@@ -134,7 +135,7 @@ def resolve(g: Graph, scheme: UpdateScheme) -> tuple[list[str], dict[str, Partia
     for node in convs[len(convs) - n_bias:]:
         if len(node.inputs) > 2 and node.inputs[2]:
             names.append(node.inputs[2])
-    names += [node.inputs[1] for node in convs[len(convs) - scheme.last_k_layers:]]
+    names += [_source(g, node.inputs[1]) for node in convs[len(convs) - scheme.last_k_layers:]]
     for idx, ratio in zip(scheme.weight_update_idx, scheme.weight_update_ratio):
         if not 0 <= idx < len(convs):
             raise TTEError(f"weight_update_idx {idx} is not a convolution layer (0.."
@@ -142,16 +143,30 @@ def resolve(g: Graph, scheme: UpdateScheme) -> tuple[list[str], dict[str, Partia
         if ratio == 0:
             continue
         node = convs[idx]
-        weight = node.inputs[1]
+        weight = _source(g, node.inputs[1])
         names.append(weight)
         part = _partial(g, node, ratio, scheme.channels, idx)
         if part is not None:
+            if weight != node.inputs[1]:
+                raise TTEError(f"weight_update_ratio {ratio} of layer {idx}: its weight "
+                               f"{weight!r} is transposed or reshaped before the convolution "
+                               "(an HWIO weight from JAX?); partial updates need an OIHW "
+                               "parameter, train it whole (ratio 1)")
             partial[weight] = part
     if scheme.head:
         last_conv = g.nodes.index(convs[-1]) if convs else -1
-        names += [p for n in g.nodes[last_conv + 1:] if n.op in HEAD_OPS for p in n.inputs[1:]
-                  if p and g.values[p].role.is_param]
+        names += [p for n in g.nodes[last_conv + 1:] if n.op in HEAD_OPS
+                  for p in (_source(g, v) for v in n.inputs if v) if g.values[p].role.is_param]
     return list(dict.fromkeys(names)), partial
+
+
+def _source(g: Graph, v: str) -> str:
+    """The value v is a transpose or reshape of (a parameter, for a JAX HWIO weight or a
+    broadcast bias), else v."""
+    producers = {o: n for n in g.nodes for o in n.outputs}
+    while v in producers and producers[v].op in ("transpose", "reshape"):
+        v = producers[v].inputs[0]
+    return v
 
 
 def _partial(g: Graph, conv: Node, ratio: float, choice: str, idx: int) -> PartialWeight | None:

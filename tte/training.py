@@ -48,7 +48,11 @@ def choose_trainable(g: Graph, update: str | Sequence[str]) -> list[str]:
     if update == "full":
         return candidates
     if update == "bias":
-        return [p for p in candidates if slots.get(p, set()) & BIAS_SLOTS]
+        biases = [p for p in candidates if slots.get(p, set()) & BIAS_SLOTS]
+        if not biases:
+            raise TTEError("update='bias', but no convolution, linear or batch-norm layer of "
+                           "this model has a bias parameter; name the parameters to train")
+        return biases
     if isinstance(update, str):
         raise TTEError(f"update={update!r}: use 'full', 'bias' or a list of parameter names")
     names = list(update)

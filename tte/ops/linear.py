@@ -77,8 +77,13 @@ def _matmul_vjp(g, node, gys, needs):
     if len(g.values[a].shape) < 2 or len(g.values[b].shape) < 2:
         raise UnsupportedError("matmul of a 1-D operand is not differentiable in TTE; "
                                "reshape it to 2-D in the model")
-    from tte.ops.elementwise import _reduce_to
     ct = gys[0]
+    if len(g.values[a].shape) == len(g.values[b].shape) == 2:
+        # a[N,K] @ b[K,M] (a JAX dense layer): the linear layer's kernels with the roles
+        # swapped need no transposed copies, and b's gradient fuses with its update
+        return [g.emit("linear", [ct, b]) if needs[0] else None,
+                g.emit("linear_grad_weight", [ct, a]) if needs[1] else None]
+    from tte.ops.elementwise import _reduce_to
     ga = _reduce_to(g, g.emit("matmul", [ct, _swap_last(g, b)]), g.values[a].shape) \
         if needs[0] else None
     gb = _reduce_to(g, g.emit("matmul", [_swap_last(g, a), ct]), g.values[b].shape) \
