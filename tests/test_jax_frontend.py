@@ -91,7 +91,8 @@ def test_layouts_and_bias_adds_fold_away():
 def test_schemes_see_jax_layers():
     """update="bias" trains the folded conv biases; "last:1" the HWIO weight behind its
     transpose and the dense head (matmul + add), trained as jax.grad would train them."""
-    params, x = _nhwc_params(), np.random.default_rng(3).normal(size=(1, 5, 5, 2))
+    params = _nhwc_params()
+    x = np.random.default_rng(3).normal(size=(1, 5, 5, 2)).astype(np.float32)
     g = tte.from_jax(nhwc_cnn, params, x)
     assert set(tte.compile(g, update="bias").trainable) == {"conv1/b", "conv2/b"}
     prog = tte.compile(g, update="last:1", optimizer={"lr": LR})

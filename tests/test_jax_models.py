@@ -9,14 +9,17 @@ import sys
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 from onnx.reference import ReferenceEvaluator
 
 import tte
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from jax_models import MODELS, JaxModel, sgd_momentum_train
+from mcu_checks import equal_to_host
 from models import MODELS as ONNX_MODELS
 
 LR, MOMENTUM = 0.05, 0.9
@@ -78,3 +81,28 @@ def test_names_follow_the_pytree() -> None:
     assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(m.params)
     for a, b in zip(jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(m.params)):
         np.testing.assert_array_equal(a, b)
+
+
+def elu_cnn(p, x):
+    """exp, where and maximum in C (jax.nn.elu and softplus are composed from them)."""
+    h = lax.conv_general_dilated(x, p["conv"]["w"], (1, 1), "SAME",
+                                 dimension_numbers=("NCHW", "OIHW", "NCHW"))
+    h = jax.nn.elu(h + p["conv"]["b"][:, None, None])
+    h = lax.reduce_window(h, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+    return jax.nn.softplus(h.reshape(h.shape[0], -1) @ p["dense"]["w"]) + p["dense"]["b"]
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "rv32"])
+def test_traced_model_on_the_mcu(target: str) -> None:
+    """A traced model (with the ops JAX's activations compose: exp, log, where, maximum)
+    trains on the MCU as in the host C, bit for bit."""
+    rng = np.random.default_rng(4)
+    params = {"conv": {"w": rng.normal(0, .3, (4, 2, 3, 3)).astype(np.float32),
+                       "b": rng.normal(0, .1, 4).astype(np.float32)},
+              "dense": {"w": rng.normal(0, .2, (4 * 4 * 4, 6)).astype(np.float32),
+                        "b": np.zeros(6, np.float32)}}
+    xs = rng.standard_normal((3, 2, 8, 8)).astype(np.float32)  # samples without the batch axis
+    prog = tte.compile(tte.from_jax(elu_cnn, params, xs[:1]),
+                       optimizer={"lr": LR, "momentum": MOMENTUM})
+    assert {"exp", "log", "where", "maximum"} <= {n.op for n in prog.forward_graph.nodes}
+    equal_to_host(prog, target, xs, np.array([0, 3, 5], np.int32))

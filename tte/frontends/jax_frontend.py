@@ -35,7 +35,7 @@ def _path_name(path: tuple) -> str:
 def from_jax(apply_fn: Callable, params: Any, example_input: Any, *,
              name: str | None = None) -> Graph:
     """The forward graph of apply_fn(params, x), traced at example_input's shape in float32
-    (with jax_enable_x64 on too: the C computes in float32)."""
+    (jax_enable_x64 or not: the C computes in float32)."""
     import jax
     leaves, tree = jax.tree_util.tree_flatten_with_path(params)
     arrays = []
@@ -46,19 +46,18 @@ def from_jax(apply_fn: Callable, params: Any, example_input: Any, *,
                            f"float parameters")
         arrays.append(arr.astype(np.float32))
     x = np.asarray(example_input, np.float32)
-    try:
-        closed = jax.make_jaxpr(apply_fn)(jax.tree_util.tree_unflatten(tree, arrays), x)
-    except Exception as e:
-        raise TTEError(f"tracing {getattr(apply_fn, '__name__', 'the model')} with JAX failed: "
-                       f"{type(e).__name__}: {e}") from None
     g = Graph(name or getattr(apply_fn, "__name__", "jax_model"))
-    t = Tracer(g)
-    args = [g.add_param(_path_name(path), arr, Role.frozen, DType.f32)
-            for (path, _), arr in zip(leaves, arrays)]
-    args.append(g.add_input("x", x.shape))
-    consts = {v: np.asarray(c) for v, c in zip(closed.jaxpr.constvars, closed.consts)}
-    outs = t.run(closed.jaxpr, args, consts)
-    t.finish(outs, closed.jaxpr.outvars)
+    with jax.enable_x64(False):  # Python scalars and indices as 32-bit, as the C has them
+        try:
+            closed = jax.make_jaxpr(apply_fn)(jax.tree_util.tree_unflatten(tree, arrays), x)
+        except Exception as e:
+            raise TTEError(f"tracing {g.name} with JAX failed: {type(e).__name__}: {e}") from None
+        t = Tracer(g)
+        args = [g.add_param(_path_name(path), arr, Role.frozen, DType.f32)
+                for (path, _), arr in zip(leaves, arrays)]
+        args.append(g.add_input("x", x.shape))
+        consts = {v: np.asarray(c) for v, c in zip(closed.jaxpr.constvars, closed.consts)}
+        t.finish(t.run(closed.jaxpr, args, consts), closed.jaxpr.outvars)
     verify(g)
     return g
 
