@@ -115,3 +115,22 @@ def test_bias_update_of_a_model_without_biases_says_so():
                      np.ones((1, 4), np.float32))
     with pytest.raises(tte.TTEError, match="no convolution, linear or batch-norm layer"):
         tte.compile(g, update="bias")
+
+
+def test_written_out_batch_norm_is_one_node():
+    """(x - mean) / sqrt(var + eps) * scale + bias with constant statistics is batch_norm:
+    its scale and bias train as parameters, update="bias" finds the bias."""
+    rng = np.random.default_rng(5)
+    mean, var = rng.normal(size=4).astype(np.float32), rng.uniform(.5, 2, 4).astype(np.float32)
+    params = {"w": rng.normal(0, .3, (4, 2, 3, 3)).astype(np.float32),
+              "bn": {"scale": np.ones(4, np.float32), "bias": np.zeros(4, np.float32)},
+              "fc": rng.normal(0, .3, (4, 3)).astype(np.float32)}
+
+    def f(p, x):
+        h = lax.conv_general_dilated(x, p["w"], (1, 1), "SAME")
+        c = (slice(None), None, None)
+        h = (h - mean[c]) / jnp.sqrt(var[c] + 1e-5) * p["bn"]["scale"][c] + p["bn"]["bias"][c]
+        return jnp.mean(jax.nn.relu(h), axis=(2, 3)) @ p["fc"]
+    g = tte.from_jax(f, params, np.zeros((1, 2, 6, 6), np.float32))
+    assert [n.op for n in g.nodes] == ["conv2d", "batch_norm", "relu", "reduce_mean", "matmul"]
+    assert set(tte.compile(g, update="bias").trainable) == {"bn/bias"}

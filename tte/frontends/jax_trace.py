@@ -17,7 +17,7 @@ import numpy as np
 
 from tte.errors import TTEError, UnsupportedError
 from tte.ir import Graph, Role
-from tte.ir.graph import Node
+from tte.frontends.jax_fold import fold_layers
 from tte.passes.core import eliminate_dead_nodes
 
 CALLS = {"pjit": "jaxpr", "jit": "jaxpr", "closed_call": "call_jaxpr", "core_call": "call_jaxpr",
@@ -232,39 +232,5 @@ class Tracer:
         self.g.outputs = [self.name(self.full(v, tuple(a.aval.shape)))
                           for v, a in zip(outputs, outvars)]
         eliminate_dead_nodes(self.g)  # first: transposes that cancelled still read layers
-        _fold_bias_adds(self.g)
+        fold_layers(self.g)
         eliminate_dead_nodes(self.g)
-
-
-def _fold_bias_adds(g: Graph) -> None:
-    """conv2d or linear followed by `+ b` (b a parameter or constant along the channel
-    axis) becomes the layer with its bias input: one node, and a bias that update="bias"
-    and the sparse-update schemes see as one."""
-    producers = {o: n for n in g.nodes for o in n.outputs}
-    consumers = g.consumers()  # counts only: still right after a fold
-    for node in [n for n in g.nodes if n.op == "add"]:
-        for y, c in (node.inputs, node.inputs[::-1]):
-            layer = producers.get(y)
-            if (layer is None or layer.op not in ("conv2d", "linear") or len(consumers[y]) != 1
-                    or y in g.outputs or any(layer.inputs[2:])):
-                continue
-            bias = _channel_vector(g, c, g.values[y].shape, producers)
-            if bias is not None:
-                layer.inputs[2:] = [bias]
-                del g.values[y]
-                layer.outputs = node.outputs
-                g.nodes.remove(node)
-                break
-
-
-def _channel_vector(g: Graph, c: str, shape: tuple[int, ...],
-                    producers: dict[str, Node]) -> str | None:
-    """The 1-D parameter or constant that c holds along axis 1 of `shape` (directly or
-    reshaped to 1s elsewhere), or None."""
-    size = shape[1]
-    full = (1,) * (len(shape) - len(g.values[c].shape)) + tuple(g.values[c].shape)
-    if full != tuple(size if i == 1 else 1 for i in range(len(shape))):
-        return None
-    while c in producers and producers[c].op == "reshape":
-        c = producers[c].inputs[0]
-    return c if g.values[c].shape == (size,) and c not in producers else None
