@@ -63,26 +63,24 @@ def _made(t: Tracer, v: Any, op: str) -> tuple[list[str], dict] | None:
     return (entry[1], entry[2]) if entry and entry[0] == op else None
 
 
+def _first_input(t: Tracer, v: Any, op: str) -> str | None:
+    made = _made(t, v, op)
+    return made[0][0] if made else None
+
+
 def _softmax(t: Tracer, prim: str, a: Any, b: Any) -> str | None:
-    """jax.nn.log_softmax / softmax, i.e. z = x - stop_gradient(max(x)), then z - log(sum(exp
-    z)) or exp(z) / sum(exp(z)) over one axis, as the IR's one-node ops."""
-    if prim == "sub":
-        k = _made(t, b, "log")
-        total = k and _made(t, k[0][0], "reduce_sum")
-        z = total and _made(t, total[0][0], "exp") and t.made[total[0][0]][1][0]
-        if not z or z != a:
-            return None
-    elif prim == "div":
-        total = _made(t, b, "reduce_sum")
-        z = total and total[0][0] == a and _made(t, a, "exp") and _made(t, a, "exp")[0][0]
-        if not z:
-            return None
-    else:
+    """jax.nn.log_softmax / softmax as the IR's one-node ops: with z = x - stop_gradient(
+    max(x)) along one axis, z - log(sum(exp(z))) or exp(z) / sum(exp(z))."""
+    if prim not in ("sub", "div"):
+        return None
+    summed = _made(t, _first_input(t, b, "log") if prim == "sub" else b, "reduce_sum")
+    exps = summed[0][0] if summed else None
+    z = _first_input(t, exps, "exp")
+    if z is None or a != (z if prim == "sub" else exps):
         return None
     shifted = _made(t, z, "sub")
-    top = shifted and _made(t, shifted[0][1], "stop_gradient")
-    peak = top and _made(t, top[0][0], "reduce_max")
-    axes = total[1]["axes"]
+    peak = shifted and _made(t, _first_input(t, shifted[0][1], "stop_gradient"), "reduce_max")
+    axes = summed[1]["axes"]
     if not peak or peak[0][0] != shifted[0][0] or peak[1]["axes"] != axes or len(axes) != 1:
         return None
     return t.emit("log_softmax" if prim == "sub" else "softmax", [peak[0][0]], {"axis": axes[0]})
