@@ -35,6 +35,7 @@ test: $(STAMP) toolchains
 
 bench: $(STAMP) toolchains
 	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/jax_frontend_memory.py
 	$(BIN)/python benchmarks/mcu_cost.py
 	$(BIN)/python benchmarks/host_step.py
 	$(BIN)/python benchmarks/transfer.py --dataset faces
