@@ -10,6 +10,7 @@ import pytest
 from jax import lax
 
 import tte
+from jax_models import sgd_momentum_train
 
 LR, MOMENTUM = 0.05, 0.9
 
@@ -37,17 +38,11 @@ def test_traced_cnn_trains_like_jax_grad():
                        optimizer={"lr": LR, "momentum": MOMENTUM})
     assert set(prog.trainable) == {"conv1/b", "conv1/w", "dense/b", "dense/w"}
     runners = [prog.build(), prog.reference(np.float64)]
-
-    def loss(p, x, y):
-        return -jax.nn.log_softmax(cnn(p, x))[0, y]
-    want = jax.tree_util.tree_map(jnp.asarray, params)
-    mom = jax.tree_util.tree_map(jnp.zeros_like, want)
-    for step, x in enumerate(xs):
+    labels = list(range(len(xs)))
+    for x, y in zip(xs, labels):
         for r in runners:
-            r.train_step(x, step)
-        grads = jax.grad(loss)(want, x, step)
-        mom = jax.tree_util.tree_map(lambda m, g: MOMENTUM * m + g, mom, grads)
-        want = jax.tree_util.tree_map(lambda p, m: p - LR * m, want, mom)
+            r.train_step(x, y)
+    want = sgd_momentum_train(cnn, params, xs, labels, lr=LR, momentum=MOMENTUM)
     for r in runners:
         got = tte.to_pytree(params, r.params())
         for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):

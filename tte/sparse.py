@@ -135,7 +135,9 @@ def resolve(g: Graph, scheme: UpdateScheme) -> tuple[list[str], dict[str, Partia
     for node in convs[len(convs) - n_bias:]:
         if len(node.inputs) > 2 and node.inputs[2]:
             names.append(node.inputs[2])
-    names += [_source(g, node.inputs[1]) for node in convs[len(convs) - scheme.last_k_layers:]]
+    producers = {o: n for n in g.nodes for o in n.outputs}
+    names += [_source(producers, node.inputs[1])
+              for node in convs[len(convs) - scheme.last_k_layers:]]
     for idx, ratio in zip(scheme.weight_update_idx, scheme.weight_update_ratio):
         if not 0 <= idx < len(convs):
             raise TTEError(f"weight_update_idx {idx} is not a convolution layer (0.."
@@ -143,7 +145,7 @@ def resolve(g: Graph, scheme: UpdateScheme) -> tuple[list[str], dict[str, Partia
         if ratio == 0:
             continue
         node = convs[idx]
-        weight = _source(g, node.inputs[1])
+        weight = _source(producers, node.inputs[1])
         names.append(weight)
         part = _partial(g, node, ratio, scheme.channels, idx)
         if part is not None:
@@ -156,14 +158,14 @@ def resolve(g: Graph, scheme: UpdateScheme) -> tuple[list[str], dict[str, Partia
     if scheme.head:
         last_conv = g.nodes.index(convs[-1]) if convs else -1
         names += [p for n in g.nodes[last_conv + 1:] if n.op in HEAD_OPS
-                  for p in (_source(g, v) for v in n.inputs if v) if g.values[p].role.is_param]
+                  for p in (_source(producers, v) for v in n.inputs if v)
+                  if g.values[p].role.is_param]
     return list(dict.fromkeys(names)), partial
 
 
-def _source(g: Graph, v: str) -> str:
+def _source(producers: dict[str, Node], v: str) -> str:
     """The value v is a transpose or reshape of (a parameter, for a JAX HWIO weight or a
     broadcast bias), else v."""
-    producers = {o: n for n in g.nodes for o in n.outputs}
     while v in producers and producers[v].op in ("transpose", "reshape"):
         v = producers[v].inputs[0]
     return v

@@ -40,21 +40,22 @@ def _channel_vector(g: Graph, c: str, shape: tuple[int, ...],
                     producers: dict[str, Node]) -> str | None:
     """The 1-D parameter or constant that c holds along axis 1 of `shape` (directly or
     reshaped to 1s elsewhere), or None."""
-    size = shape[1]
-    full = (1,) * (len(shape) - len(g.values[c].shape)) + tuple(g.values[c].shape)
-    if full != tuple(size if i == 1 else 1 for i in range(len(shape))):
+    if not _along_channels(g.values[c].shape, shape):
         return None
     while c in producers and producers[c].op == "reshape":
         c = producers[c].inputs[0]
-    return c if g.values[c].shape == (size,) and c not in producers else None
+    return c if g.values[c].shape == (shape[1],) and c not in producers else None
+
+
+def _along_channels(small: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """small broadcasts against `shape` along axis 1 only, with all of its extent."""
+    full = (1,) * (len(shape) - len(small)) + tuple(small)
+    return full == tuple(shape[1] if i == 1 else 1 for i in range(len(shape)))
 
 
 def _const_channel(g: Graph, c: str, shape: tuple[int, ...]) -> np.ndarray | None:
     """The per-channel numbers of a constant laid out along axis 1 of `shape`, or None."""
-    if g.values[c].role != Role.const:
-        return None
-    full = (1,) * (len(shape) - len(g.values[c].shape)) + tuple(g.values[c].shape)
-    if full != tuple(shape[1] if i == 1 else 1 for i in range(len(shape))):
+    if g.values[c].role != Role.const or not _along_channels(g.values[c].shape, shape):
         return None
     return g.data[c].reshape(shape[1]).astype(np.float32)
 

@@ -10,11 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from tte.frontends.jax_trace import Tracer, Unsupported, out_shape, rule
-
-
-def _inverse(perm: list[int]) -> list[int]:
-    return [int(i) for i in np.argsort(perm)]
+from tte.frontends.jax_trace import Tracer, Unsupported, inverse, out_shape, rule
 
 
 @rule("broadcast_in_dim", elementwise=True)
@@ -98,7 +94,7 @@ def _conv(t: Tracer, ins: list, eqn: Any) -> str:
                                   "dilations": dil, "group": int(p["feature_group_count"])})
     if spatial == 1:
         y = t.reshape(y, t.shape(y)[:2] + t.shape(y)[3:])
-    return t.transpose(y, _inverse(list(dn.out_spec)))
+    return t.transpose(y, inverse(list(dn.out_spec)))
 
 
 @rule("dot_general")
@@ -146,7 +142,7 @@ def _pool(t: Tracer, ins: list, eqn: Any) -> str:
 
     def restore(v: str) -> str:
         v = t.reshape(v, lead + t.shape(v)[-2:])
-        return t.transpose(v, _inverse(others + spatial))
+        return t.transpose(v, inverse(others + spatial))
 
     if eqn.primitive.name == "reduce_window_max":
         dil = [int(p["window_dilation"][s]) for s in spatial]

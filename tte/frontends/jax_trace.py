@@ -62,6 +62,10 @@ def out_shape(eqn: Any) -> tuple[int, ...]:
     return tuple(eqn.outvars[0].aval.shape)
 
 
+def inverse(perm: list[int]) -> list[int]:
+    return [int(i) for i in np.argsort(perm)]
+
+
 def _big_axes(shape: tuple[int, ...]) -> list[int]:
     return [i for i, d in enumerate(shape) if d > 1]
 
@@ -206,7 +210,7 @@ class Tracer:
         if not perms or any(isinstance(v, str) and v in self.scaled for v in ins):
             return ins, None
         perm = perms[0]
-        back = [int(i) for i in np.argsort(perm)]
+        back = inverse(perm)
         moved = []
         for v, m in zip(ins, made):
             if m[0] == "transpose" and m[2]["perm"] == perm:
@@ -214,7 +218,7 @@ class Tracer:
             elif not isinstance(v, str):
                 arr = np.asarray(v)
                 moved.append(np.transpose(arr, back) if arr.ndim == len(perm) else arr)
-            elif sum(d > 1 for d in self.shape(v)) <= 1:
+            elif len(_big(self.shape(v))) <= 1:
                 moved.append(self.reshape(v, tuple(self.shape(v)[i] for i in back)))
             else:
                 return ins, None
