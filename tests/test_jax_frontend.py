@@ -129,3 +129,12 @@ def test_written_out_batch_norm_is_one_node():
     g = tte.from_jax(f, params, np.zeros((1, 2, 6, 6), np.float32))
     assert [n.op for n in g.nodes] == ["conv2d", "batch_norm", "relu", "reduce_mean", "matmul"]
     assert set(tte.compile(g, update="bias").trainable) == {"bn/bias"}
+
+
+def test_scalar_constants_stay_scalars():
+    """sum(x) + 1.0 is a 0-d value (a 1-element constant would make it [1] and need a
+    broadcast node before the reshape)."""
+    g = tte.from_jax(lambda p, x: jnp.reshape(jnp.sum(x) + 1.0, (1, 1)) * p["w"],
+                     {"w": np.ones((1, 3), np.float32)}, np.ones((1, 4), np.float32))
+    assert [n.op for n in g.nodes] == ["reduce_sum", "add", "reshape", "mul"]
+    assert g.values[g.nodes[1].outputs[0]].shape == ()

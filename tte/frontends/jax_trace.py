@@ -98,7 +98,7 @@ class Tracer:
                     arr = first
             if arr.size == 1:
                 arr = arr.reshape(())
-        return self.g.add_param(self.g.fresh("const"), np.ascontiguousarray(arr), Role.const)
+        return self.g.add_param(self.g.fresh("const"), arr, Role.const)
 
     def shape(self, v: Operand) -> tuple[int, ...]:
         return tuple(self.g.values[v].shape) if isinstance(v, str) else np.shape(v)
