@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+#include "bcast_walk.inc"
+
 /* ---- same-shape binary ops ------------------------------------------------------------- */
 
 void tte_add_f32(const float *a, const float *b, float *y, int32_t n)
@@ -31,36 +33,9 @@ void tte_div_f32(const float *a, const float *b, float *y, int32_t n)
 
 /* ---- strided broadcasting -------------------------------------------------------------- */
 
-/* Number of rows (product of all axes but the last) of a contiguous tensor; 0 if empty. */
-static int32_t rows_of(const int32_t *shape, int32_t rank)
-{
-    int32_t d, rows = 1;
-    for (d = 0; d < rank; ++d) {
-        if (shape[d] <= 0) return 0;
-        if (d < rank - 1) rows *= shape[d];
-    }
-    return rows;
-}
-
-/* Advance the odometer idx over axes 0..rank-2 by one row, keeping two strided offsets. */
-static void next_row(int32_t *idx, const int32_t *shape, int32_t rank, const int32_t *s1,
-                     int32_t *o1, const int32_t *s2, int32_t *o2)
-{
-    int32_t d;
-    for (d = rank - 2; d >= 0; --d) {
-        ++idx[d];
-        *o1 += s1[d];
-        if (s2) *o2 += s2[d];
-        if (idx[d] < shape[d]) return;
-        idx[d] = 0;
-        *o1 -= s1[d] * shape[d];
-        if (s2) *o2 -= s2[d] * shape[d];
-    }
-}
-
 #define TTE_BCAST_ROW(expr)                                               \
-    for (i = 0; i < last; ++i) {                                          \
-        const float u = pa[i * sa], v = pb[i * sb];                       \
+    for (i = 0; i < w.last; ++i) {                                        \
+        const float u = pa[i * w.step[0]], v = pb[i * w.step[1]];         \
         py[i] = (expr);                                                   \
     }
 
@@ -68,33 +43,20 @@ void tte_binary_bcast_f32(int op, const float *a, const int32_t *a_strides,
                           const float *b, const int32_t *b_strides,
                           float *y, const int32_t *y_shape, int32_t rank)
 {
-    int32_t idx[TTE_BCAST_MAX_RANK];
-    int32_t d, r, i, rows, last, sa, sb, oa = 0, ob = 0;
-    if (rank < 0 || rank > TTE_BCAST_MAX_RANK || op < TTE_OP_ADD || op > TTE_OP_DIV) return;
-    if (rank == 0) {
-        switch (op) {
-        case TTE_OP_ADD: y[0] = a[0] + b[0]; break;
-        case TTE_OP_SUB: y[0] = a[0] - b[0]; break;
-        case TTE_OP_MUL: y[0] = a[0] * b[0]; break;
-        default: y[0] = a[0] / b[0]; break;
-        }
-        return;
-    }
-    rows = rows_of(y_shape, rank);
-    last = y_shape[rank - 1];
-    sa = a_strides[rank - 1];
-    sb = b_strides[rank - 1];
-    for (d = 0; d < rank; ++d) idx[d] = 0;
-    for (r = 0; r < rows; ++r) {
-        const float *pa = a + oa, *pb = b + ob;
-        float *py = y + r * last;
+    const int32_t *const strides[2] = {a_strides, b_strides};
+    walk w;
+    int32_t r, i;
+    if (op < TTE_OP_ADD || op > TTE_OP_DIV || !walk_begin(&w, y_shape, rank, strides, 2)) return;
+    for (r = 0; r < w.rows; ++r) {
+        const float *pa = a + w.off[0], *pb = b + w.off[1];
+        float *py = y + r * w.last;
         switch (op) {
         case TTE_OP_ADD: TTE_BCAST_ROW(u + v) break;
         case TTE_OP_SUB: TTE_BCAST_ROW(u - v) break;
         case TTE_OP_MUL: TTE_BCAST_ROW(u * v) break;
         default: TTE_BCAST_ROW(u / v) break;
         }
-        next_row(idx, y_shape, rank, a_strides, &oa, b_strides, &ob);
+        walk_next(&w, y_shape, rank, strides, 2);
     }
 }
 
@@ -103,8 +65,9 @@ void tte_binary_bcast_f32(int op, const float *a, const int32_t *a_strides,
 void tte_sum_to_f32(const float *x, const int32_t *x_shape, float *y, const int32_t *y_strides,
                     int32_t rank)
 {
-    int32_t idx[TTE_BCAST_MAX_RANK];
-    int32_t d, r, i, rows, last, sy, oy = 0, size = 1;
+    const int32_t *const strides[1] = {y_strides};
+    walk w;
+    int32_t d, r, i, size = 1;
     if (rank < 0 || rank > TTE_BCAST_MAX_RANK) return;
     for (d = 0; d < rank; ++d) {
         if (x_shape[d] <= 0 && y_strides[d] != 0) size = 0; /* the small side is empty too */
@@ -112,25 +75,22 @@ void tte_sum_to_f32(const float *x, const int32_t *x_shape, float *y, const int3
     }
     if (size == 0) return;
     for (i = 0; i < size; ++i) y[i] = 0.0f;
-    if (rank == 0) {
+    if (rank == 0) { /* a copy: 0 + -0 would be +0 */
         y[0] = x[0];
         return;
     }
-    rows = rows_of(x_shape, rank);
-    last = x_shape[rank - 1];
-    sy = y_strides[rank - 1];
-    for (d = 0; d < rank; ++d) idx[d] = 0;
-    for (r = 0; r < rows; ++r) {
-        const float *px = x + r * last;
-        if (sy == 0) {
+    walk_begin(&w, x_shape, rank, strides, 1);
+    for (r = 0; r < w.rows; ++r) {
+        const float *px = x + r * w.last;
+        if (w.step[0] == 0) {
             float acc = 0.0f;
-            for (i = 0; i < last; ++i) acc += px[i];
-            y[oy] += acc;
+            for (i = 0; i < w.last; ++i) acc += px[i];
+            y[w.off[0]] += acc;
         } else {
-            float *py = y + oy;
-            for (i = 0; i < last; ++i) py[i * sy] += px[i];
+            float *py = y + w.off[0];
+            for (i = 0; i < w.last; ++i) py[i * w.step[0]] += px[i];
         }
-        next_row(idx, x_shape, rank, y_strides, &oy, NULL, NULL);
+        walk_next(&w, x_shape, rank, strides, 1);
     }
 }
 

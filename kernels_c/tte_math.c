@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+#include "bcast_walk.inc"
+
 void tte_exp_f32(const float *x, float *y, int32_t n)
 {
     int32_t i;
@@ -22,47 +24,6 @@ void tte_sqrt_f32(const float *x, float *y, int32_t n)
 }
 
 /* ---- strided broadcasting over up to three operands ------------------------------------ */
-
-/* Row-by-row walk of a contiguous output: an odometer over axes 0..rank-2 and each
- * operand's offset at the start of the current row; step is its stride along a row. */
-typedef struct {
-    int32_t idx[TTE_BCAST_MAX_RANK];
-    int32_t off[3], step[3];
-    int32_t rows, last;
-} walk;
-
-/* 0 for a rank the kernels do not take; rank 0 walks one row of one element. */
-static int walk_begin(walk *w, const int32_t *shape, int32_t rank,
-                      const int32_t *const *strides, int32_t count)
-{
-    int32_t d, j;
-    if (rank < 0 || rank > TTE_BCAST_MAX_RANK) return 0;
-    w->rows = 1;
-    for (d = 0; d < rank; ++d) {
-        w->idx[d] = 0;
-        if (shape[d] <= 0) w->rows = 0;
-        else if (d < rank - 1) w->rows *= shape[d];
-    }
-    w->last = rank ? shape[rank - 1] : 1;
-    for (j = 0; j < count; ++j) {
-        w->off[j] = 0;
-        w->step[j] = rank ? strides[j][rank - 1] : 0;
-    }
-    return 1;
-}
-
-static void walk_next(walk *w, const int32_t *shape, int32_t rank,
-                      const int32_t *const *strides, int32_t count)
-{
-    int32_t d, j;
-    for (d = rank - 2; d >= 0; --d) {
-        ++w->idx[d];
-        for (j = 0; j < count; ++j) w->off[j] += strides[j][d];
-        if (w->idx[d] < shape[d]) return;
-        w->idx[d] = 0;
-        for (j = 0; j < count; ++j) w->off[j] -= strides[j][d] * shape[d];
-    }
-}
 
 /* The ops of bcast2: the TTE_CMP_* comparisons, then these two. */
 enum { OP_MAXIMUM = TTE_CMP_NOT_EQUAL + 1, OP_MINIMUM };
