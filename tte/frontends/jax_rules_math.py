@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from tte.frontends.jax_trace import Tracer, Unsupported, rule
+from tte.ir import Role
 
 BINARY = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "max": "maximum",
           "min": "minimum", "gt": "greater", "ge": "greater_equal", "lt": "less",
@@ -105,7 +106,7 @@ def _hard_activation(t: Tracer, prim: str, a: Any, b: Any) -> str | None:
 
 def _ir_scalar(t: Tracer, name: str) -> float | None:
     """The number an IR constant holds everywhere, else None."""
-    return _scalar(t.g.data[name]) if name in t.g.data and name not in t.g.params() else None
+    return _scalar(t.g.data[name]) if t.g.values[name].role == Role.const else None
 
 
 def _max_min(t: Tracer, prim: str, a: Any, b: Any) -> str:
